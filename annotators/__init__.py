@@ -1,0 +1,15 @@
+"""Annotators: a picture (sketch, photo, pose) in, the control map a ControlNet reads out.
+
+- `run(name, image, size=None, **params)`: HxWx3 uint8 map (any common picture in: gray, RGBA on
+  white, 16-bit, palette); `size=(width, height)` of the map, by default the input's.
+- `list()` / `names()` / `spec(name)`: JSON-ready declarations (what each is for, which ControlNet
+  kind reads it, its parameters with default/min/max/step/choices, whether its weights are present).
+- Poses as data: `render_pose(pose_json, width, height)`, `pose_from_map(map)` and, with weights,
+  `detect_pose(image)`; OpenPose JSON throughout.
+Errors are ValueErrors that say what was wrong and what is allowed.
+"""
+from . import edges, scribble  # noqa: F401  (importing declares the annotators)
+from .pose import pose_from_map, render_pose
+from .registry import Param, list_annotators as list, names, run, spec  # noqa: A001
+
+__all__ = ["run", "list", "names", "spec", "render_pose", "pose_from_map", "Param"]

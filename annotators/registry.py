@@ -1,0 +1,211 @@
+"""The one registry: every annotator is declared here once, with its parameters.
+
+The GUI builds its controls from `spec(name)`, the HTTP API validates against it and the
+recipe stores the values it resolves, so a parameter is never listed twice (ComfyUI's
+INPUT_TYPES idea).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .image import resize_map, to_rgb_uint8
+
+PARAM_TYPES = ("int", "float", "bool", "choice")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of an annotator: its type, default and allowed values."""
+
+    name: str
+    type: str
+    default: Any
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    choices: tuple[str, ...] | None = None
+    help: str = ""
+
+    def __post_init__(self) -> None:
+        if self.type not in PARAM_TYPES:
+            raise ValueError(f"param {self.name!r}: type {self.type!r} is not one of {PARAM_TYPES}")
+        if self.type == "choice" and not self.choices:
+            raise ValueError(f"param {self.name!r}: a choice parameter needs choices")
+
+    def allowed(self) -> str:
+        if self.type == "choice":
+            return "one of " + ", ".join(repr(c) for c in self.choices or ())
+        if self.type == "bool":
+            return "true or false"
+        return f"{'an integer' if self.type == 'int' else 'a number'} from {self.min} to {self.max}"
+
+    def check(self, annotator: str, value: Any) -> Any:
+        """The value, coerced to the declared type; ValueError naming what is allowed."""
+        where = f"annotator {annotator!r}: parameter {self.name!r} = {value!r} is not allowed; allowed: {self.allowed()}"
+        if self.type == "bool":
+            if isinstance(value, (bool, np.bool_)):
+                return bool(value)
+            raise ValueError(where)
+        if self.type == "choice":
+            if isinstance(value, str) and value in (self.choices or ()):
+                return value
+            raise ValueError(where)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ValueError(where)
+        if not math.isfinite(float(value)):
+            raise ValueError(where)
+        if self.type == "int":
+            if float(value) != int(value):
+                raise ValueError(where)
+            value = int(value)
+        else:
+            value = float(value)
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            raise ValueError(where)
+        return value
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "default": self.default,
+            "min": self.min,
+            "max": self.max,
+            "step": self.step,
+            "choices": list(self.choices) if self.choices else None,
+            "help": self.help,
+        }
+
+
+# Shared by every annotator that works at a detection resolution (controlnet_aux's name).
+DETECT_RESOLUTION = Param(
+    "detect_resolution", "int", 512, 64, 2048, 64,
+    help="short side the detector works at; sides are rounded to multiples of 64",
+)
+
+
+@dataclass(frozen=True)
+class Annotator:
+    """A declared annotator. `fn(image, **params)` gets HxWx3 uint8 and returns a map of any size."""
+
+    name: str
+    fn: Callable[..., np.ndarray]
+    kind: str
+    description: str
+    params: tuple[Param, ...] = ()
+    # Map resizing: "linear" for soft maps, "nearest" where colours are labels (segmentation).
+    interpolation: str = "linear"
+    # Callable returning (present, description of what is needed), for learned annotators.
+    weights: Callable[[], "WeightsStatus"] | None = None
+
+    def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Every declared parameter's value: the given ones checked, the rest at their defaults."""
+        known = {p.name: p for p in self.params}
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise ValueError(
+                f"annotator {self.name!r} has no parameter {', '.join(map(repr, unknown))}; "
+                f"its parameters are: {', '.join(known) or 'none'}"
+            )
+        return {n: (p.check(self.name, params[n]) if n in params else p.default) for n, p in known.items()}
+
+    def to_json(self) -> dict:
+        status = self.weights() if self.weights else None
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "description": self.description,
+            "learned": status is not None,
+            "weights_present": True if status is None else status.present,
+            "weights": None if status is None else status.to_json(),
+            "params": [p.to_json() for p in self.params],
+        }
+
+
+@dataclass(frozen=True)
+class WeightsStatus:
+    """Whether a learned annotator's weights are on disk, and what it needs otherwise."""
+
+    present: bool
+    files: tuple[str, ...]
+    source: str
+    folder: str
+    found_at: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"present": self.present, "files": list(self.files), "source": self.source,
+                "folder": self.folder, "found_at": self.found_at}
+
+
+_REGISTRY: dict[str, Annotator] = {}
+
+
+def register(annotator: Annotator) -> Annotator:
+    if annotator.name in _REGISTRY:
+        raise ValueError(f"annotator {annotator.name!r} is declared twice")
+    _REGISTRY[annotator.name] = annotator
+    return annotator
+
+
+def annotator(name: str, *, kind: str, description: str, params: tuple[Param, ...] = (),
+              interpolation: str = "linear", weights: Callable[[], WeightsStatus] | None = None):
+    """Decorator form of `register` for the functions that compute a map."""
+
+    def wrap(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+        register(Annotator(name, fn, kind, description, tuple(params), interpolation, weights))
+        return fn
+
+    return wrap
+
+
+def get(name: str) -> Annotator:
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown annotator {name!r}; known annotators: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def list_annotators() -> list[dict]:
+    """Every annotator's description (as `spec`), sorted by name."""
+    return [spec(n) for n in names()]
+
+
+def spec(name: str) -> dict:
+    """A plain, JSON-serialisable description of one annotator and its parameters."""
+    return get(name).to_json()
+
+
+def _check_size(size: tuple[int, int] | None, image: np.ndarray) -> tuple[int, int]:
+    if size is None:
+        return image.shape[1], image.shape[0]
+    try:
+        width, height = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be (width, height) in pixels, got {size!r}") from None
+    if width < 1 or height < 1 or width > 16384 or height > 16384:
+        raise ValueError(f"size {size!r} is out of range; width and height must be 1..16384")
+    return width, height
+
+
+def run(name: str, image: Any, *, size: tuple[int, int] | None = None, **params: Any) -> np.ndarray:
+    """Run annotator `name` on `image`; the map comes back as HxWx3 uint8 at `size` (width, height),
+    by default the input's size."""
+    entry = get(name)
+    values = entry.resolve(params)
+    rgb = to_rgb_uint8(image)
+    width, height = _check_size(size, rgb)
+    if entry.weights is not None:
+        from .weights import require
+
+        require(entry.name, entry.weights())
+    out = entry.fn(rgb, **values)
+    return resize_map(out, width, height, entry.interpolation)

@@ -1,0 +1,32 @@
+"""Drawn inputs with known right answers, shared by the annotator tests."""
+import cv2
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def square() -> np.ndarray:
+    """A white 128x128 square at rows/cols 192..319 on a black 512x512 image."""
+    img = np.zeros((512, 512, 3), np.uint8)
+    img[192:320, 192:320] = 255
+    return img
+
+
+@pytest.fixture
+def photo() -> np.ndarray:
+    """A 320x480 textured 'photo': smooth colour noise with shapes on it, deterministic."""
+    rng = np.random.default_rng(0)
+    img = cv2.resize(rng.integers(0, 256, (12, 18, 3), dtype=np.uint8), (480, 320), interpolation=cv2.INTER_CUBIC)
+    cv2.circle(img, (150, 160), 70, (250, 30, 40), -1)
+    cv2.rectangle(img, (280, 60), (440, 250), (20, 40, 200), -1)
+    cv2.line(img, (20, 300), (460, 280), (255, 255, 255), 5)
+    return img
+
+
+@pytest.fixture
+def sketch() -> np.ndarray:
+    """Dark pencil strokes (3 px) on off-white paper, 256x256: a circle and a line."""
+    img = np.full((256, 256, 3), 235, np.uint8)
+    cv2.circle(img, (100, 100), 50, (40, 40, 40), 3)
+    cv2.line(img, (30, 220), (220, 200), (40, 40, 40), 3)
+    return img
