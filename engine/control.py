@@ -1,0 +1,118 @@
+"""How control units act on the locked UNet: the step window, the residual scales of each
+control mode, the mask, and a ControlNet forward that reuses a condition embedding computed
+once per generation (the map does not change between steps, so neither does its embedding)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .images import resize
+
+
+def in_window(step: int, total: int, start: float, end: float) -> bool:
+    """diffusers' keep rule (REFERENCE.md): step i of N is kept unless i/N < start or (i+1)/N > end."""
+    return not (step / total < start or (step + 1) / total > end)
+
+
+def residual_scales(n_residuals: int, weight: float, mode: str) -> torch.Tensor:
+    """Per-residual multipliers, shallow to deep, the middle block last. `balanced` uses the
+    weight everywhere; `prompt` and `control` use soft injection, weight * logspace(-1, 0, n)
+    (10^(-1/12) = 0.825 per level on SD1.5's 13 residuals, A1111's curve; diffusers' guess_mode)."""
+    if mode == "balanced":
+        return torch.full((n_residuals,), float(weight))
+    return torch.logspace(-1, 0, n_residuals) * weight
+
+
+@dataclass
+class PreparedUnit:
+    """A unit made ready for one generation: its net, its map's embedding, its scales."""
+
+    net: torch.nn.Module
+    embedding: torch.Tensor          # (1, C, h, w): controlnet_cond_embedding of the map
+    scales: torch.Tensor             # (n_residuals,)
+    start: float
+    end: float
+    cond_only: bool                  # `control` mode: the unconditional half gets no control
+    mask: torch.Tensor | None        # (1, 1, H, W) in [0, 1] at image resolution
+    pooled: bool                     # global_pool_conditions nets (e.g. shuffle) average their residuals
+
+
+def prepare_unit(unit, net, width: int, height: int, device, dtype) -> PreparedUnit:
+    cfg = net.config
+    if cfg.get("class_embed_type") or cfg.get("addition_embed_type"):
+        raise ValueError(f"ControlNet {unit.model!r} needs extra embeddings (SDXL-style); only SD 1.x/2.x ControlNets are supported")
+    image = resize(np.asarray(unit.image), width, height, unit.resize_mode)
+    cond = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255.0)
+    with torch.no_grad():
+        embedding = net.controlnet_cond_embedding(cond.to(device=device, dtype=dtype))
+    mask = None
+    if unit.mask is not None:
+        m = resize(np.asarray(unit.mask), width, height, unit.resize_mode)
+        mask = torch.from_numpy(np.array(m)).float().div(255.0)[None, None].to(device=device, dtype=dtype)
+    n_res = len(net.controlnet_down_blocks) + 1
+    pooled = bool(cfg.get("global_pool_conditions", False))
+    # A pooled net is scaled uniformly and fed the conditional half only, as diffusers does.
+    scales = residual_scales(n_res, unit.weight, "balanced" if pooled else unit.mode)
+    return PreparedUnit(net, embedding, scales, unit.start, unit.end,
+                        cond_only=pooled or unit.mode == "control", mask=mask, pooled=pooled)
+
+
+def controlnet_forward(net, sample, timestep, text, embedding):
+    """ControlNetModel.forward for SD 1.x/2.x nets, with the condition embedding given
+    instead of recomputed; returns the unscaled (down residuals, mid residual)."""
+    t = timestep if torch.is_tensor(timestep) else torch.tensor([timestep], device=sample.device)
+    t = t.reshape(-1).expand(sample.shape[0])
+    emb = net.time_embedding(net.time_proj(t).to(dtype=sample.dtype), None)
+    h = net.conv_in(sample) + embedding
+    residuals = (h,)
+    for block in net.down_blocks:
+        if getattr(block, "has_cross_attention", False):
+            h, res = block(hidden_states=h, temb=emb, encoder_hidden_states=text)
+        else:
+            h, res = block(hidden_states=h, temb=emb)
+        residuals += res
+    if net.mid_block is not None:
+        if getattr(net.mid_block, "has_cross_attention", False):
+            h = net.mid_block(h, emb, encoder_hidden_states=text)
+        else:
+            h = net.mid_block(h, emb)
+    downs = [zero_conv(r) for r, zero_conv in zip(residuals, net.controlnet_down_blocks)]
+    return downs, net.controlnet_mid_block(h)
+
+
+def unit_residuals(unit: PreparedUnit, latents_in, timestep, text, cfg: bool):
+    """This unit's scaled residuals for the UNet batch. With CFG the batch is
+    [unconditional, conditional]; a `control`-mode unit runs on the conditional half only
+    and contributes zeros to the other, as diffusers' guess_mode does."""
+    x, txt = latents_in, text
+    if cfg and unit.cond_only:
+        x, txt = latents_in.chunk(2)[1], text.chunk(2)[1]
+    emb = unit.embedding.expand(x.shape[0], -1, -1, -1)
+    downs, mid = controlnet_forward(unit.net, x, timestep, txt, emb)
+    scales = unit.scales.to(device=x.device)
+    out = [r * scales[i] for i, r in enumerate(downs)] + [mid * scales[-1]]
+    if unit.pooled:
+        out = [r.mean(dim=(2, 3), keepdim=True) for r in out]
+    if unit.mask is not None:
+        out = [r * F.interpolate(unit.mask, size=r.shape[-2:], mode="bilinear", align_corners=False)
+               if r.shape[-1] > 1 else r for r in out]
+    if cfg and unit.cond_only:
+        out = [torch.cat([torch.zeros_like(r), r]) for r in out]
+    return out
+
+
+def combined_residuals(units, step: int, total: int, latents_in, timestep, text, cfg: bool):
+    """Sum of the residuals of the units active at this step, or None when none is: a unit
+    outside its window is not called at all."""
+    total_res = None
+    for unit in units:
+        if not in_window(step, total, unit.start, unit.end):
+            continue
+        res = unit_residuals(unit, latents_in, timestep, text, cfg)
+        total_res = res if total_res is None else [a + b for a, b in zip(total_res, res)]
+    if total_res is None:
+        return None, None
+    return total_res[:-1], total_res[-1]

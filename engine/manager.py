@@ -1,0 +1,93 @@
+"""The model manager: keeps backbones and control models resident between generations, so
+switching a control model never reloads the backbone. Safe to call from several threads."""
+from __future__ import annotations
+
+import threading
+from collections import Counter, OrderedDict
+
+import torch
+
+from .models import Backbone, ControlModel, check_fits
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(device: torch.device, prefer_bf16: bool = False) -> torch.dtype:
+    if device.type == "cuda":
+        return torch.bfloat16 if prefer_bf16 else torch.float16
+    return torch.float32
+
+
+class ModelManager:
+    """Loads each source once and keeps it. `loads` counts real loads per (kind, source),
+    which is how tests prove that a resident model was reused."""
+
+    def __init__(self, device=None, dtype=None, max_backbones: int = 1, max_controlnets: int = 8):
+        self.device = torch.device(device) if device is not None else default_device()
+        self.dtype = dtype or default_dtype(self.device)
+        self.max_backbones, self.max_controlnets = max_backbones, max_controlnets
+        self.loads: Counter = Counter()
+        self._backbones: OrderedDict[str, Backbone] = OrderedDict()
+        self._controlnets: OrderedDict[str, ControlModel] = OrderedDict()
+        self._lock = threading.RLock()
+
+    def backbone(self, source: str) -> Backbone:
+        with self._lock:
+            if source in self._backbones:
+                self._backbones.move_to_end(source)
+                return self._backbones[source]
+            from . import sources
+            parts = sources.load_backbone_components(source, dtype=self.dtype, device=self.device)
+            for m in (parts["unet"], parts["vae"], parts["text_encoder"]):
+                m.requires_grad_(False).eval()
+            bb = Backbone(source, parts["unet"], parts["vae"], parts["text_encoder"], parts["tokenizer"],
+                          dict(parts["scheduler_config"]))
+            self.loads["backbone", source] += 1
+            self._backbones[source] = bb
+            while len(self._backbones) > self.max_backbones:
+                self._backbones.popitem(last=False)
+            return bb
+
+    def controlnet(self, source: str, backbone: Backbone | None = None) -> ControlModel:
+        with self._lock:
+            cm = self._controlnets.get(source)
+            if cm is None:
+                from . import sources
+                net = sources.load_controlnet_model(source, dtype=self.dtype, device=self.device)
+                net.requires_grad_(False).eval()
+                cm = ControlModel(source, net, sources.condition_kind(source))
+                self.loads["controlnet", source] += 1
+                self._controlnets[source] = cm
+                while len(self._controlnets) > self.max_controlnets:
+                    self._controlnets.popitem(last=False)
+            self._controlnets.move_to_end(source)
+        if backbone is not None:
+            check_fits(cm, backbone)
+        return cm
+
+    def add(self, model: Backbone | ControlModel) -> None:
+        """Register a model built in memory (tests, training previews) under its source name."""
+        with self._lock:
+            table = self._backbones if isinstance(model, Backbone) else self._controlnets
+            table[model.source] = model
+
+    def clear(self) -> None:
+        with self._lock:
+            self._backbones.clear()
+            self._controlnets.clear()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+_default: ModelManager | None = None
+_default_lock = threading.Lock()
+
+
+def default_manager() -> ModelManager:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = ModelManager()
+        return _default

@@ -1,0 +1,239 @@
+"""The values that travel through the engine: control units, requests, results.
+
+They are frozen and validated on creation, so a request that exists is one the engine can
+run; the same JSON (recipe schema version 1, DESIGN.md) serves the GUI, the APIs and the PNGs.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from . import limits
+from .images import RESIZE_MODES, from_b64, to_b64, to_mask, to_rgb
+from .samplers import SAMPLERS
+
+MODES = ("balanced", "prompt", "control")
+RECIPE_FORMAT = "controlnet-studio"
+RECIPE_VERSION = 1
+
+
+def _number(name: str, value: Any, lo: float, hi: float, integer: bool = False) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number, not {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number between {lo} and {hi}, not {value}")
+    if integer and value != int(value):
+        raise ValueError(f"{name} must be a whole number, not {value}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be between {lo} and {hi}, not {value}")
+    return int(value) if integer else float(value)
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} {value!r} is not one of: {', '.join(allowed)}")
+    return value
+
+
+@dataclass(frozen=True, eq=False)
+class ControlUnit:
+    """One ControlNet applied to the locked backbone: its model, the control map it reads,
+    and how strongly and when it acts."""
+
+    model: str
+    image: np.ndarray
+    weight: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    mode: str = "balanced"
+    mask: np.ndarray | None = None
+    resize_mode: str = "crop"
+    enabled: bool = True
+    annotator: str | None = None
+    annotator_params: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass)
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ValueError("a control unit needs a control model (e.g. 'demo:scribble' or a ControlNet file name)")
+        if self.image is None:
+            raise ValueError(f"the control unit for {self.model!r} has no control map: give it an image or disable it")
+        set_("image", to_rgb(self.image, f"control map of unit {self.model!r}"))
+        set_("weight", _number("weight", self.weight, 0.0, limits.MAX_WEIGHT))
+        set_("start", _number("start", self.start, 0.0, 1.0))
+        set_("end", _number("end", self.end, 0.0, 1.0))
+        if self.start >= self.end:
+            raise ValueError(f"start ({self.start}) must be before end ({self.end}); both are fractions of the steps, 0 to 1")
+        _choice("mode", self.mode, MODES)
+        _choice("resize_mode", self.resize_mode, RESIZE_MODES)
+        if self.mask is not None:
+            set_("mask", to_mask(self.mask, f"mask of unit {self.model!r}"))
+        set_("enabled", bool(self.enabled))
+        if self.annotator is not None and not isinstance(self.annotator, str):
+            raise ValueError("annotator must be an annotator's name or None")
+        if not isinstance(self.annotator_params, dict):
+            raise ValueError("annotator_params must be a dict of the annotator's parameter values")
+        try:
+            params = json.loads(json.dumps(self.annotator_params))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"annotator_params must hold plain JSON values: {e}") from None
+        set_("annotator_params", params)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model, "image": to_b64(self.image), "weight": self.weight, "start": self.start,
+            "end": self.end, "mode": self.mode, "mask": None if self.mask is None else to_b64(self.mask),
+            "resize_mode": self.resize_mode, "enabled": self.enabled, "annotator": self.annotator,
+            "annotator_params": self.annotator_params,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ControlUnit":
+        d = _known(cls, d, "control unit")
+        d["image"] = from_b64(d.get("image"), "a unit's control map")
+        if d.get("mask") is not None:
+            d["mask"] = from_b64(d["mask"], "a unit's mask")
+        return cls(**d)
+
+    def __eq__(self, other):
+        return isinstance(other, ControlUnit) and self.to_dict() == other.to_dict()
+
+    __hash__ = None
+
+
+@dataclass(frozen=True, eq=False)
+class GenerationRequest:
+    """Everything that makes an image. Field names are AUTOMATIC1111's API names."""
+
+    backbone: str = "demo"
+    prompt: str = ""
+    negative_prompt: str = ""
+    units: tuple = ()
+    width: int | None = None
+    height: int | None = None
+    steps: int = 20
+    cfg_scale: float = 7.5
+    seed: int = -1
+    sampler: str = "unipc"
+    batch_size: int = 1
+    init_image: np.ndarray | None = None
+    strength: float = 0.75
+    inpaint_mask: np.ndarray | None = None
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        if not isinstance(self.backbone, str) or not self.backbone.strip():
+            raise ValueError("backbone must name a model ('demo', a folder, a file or a hub id)")
+        for name in ("prompt", "negative_prompt"):
+            text = getattr(self, name)
+            if text is None:
+                set_(name, "")
+            elif not isinstance(text, str):
+                raise ValueError(f"{name} must be text, not {type(text).__name__}")
+            elif len(text) > limits.MAX_PROMPT_CHARS:
+                raise ValueError(f"{name} has {len(text)} characters; the limit is {limits.MAX_PROMPT_CHARS}")
+        units = tuple(self.units or ())
+        if not all(isinstance(u, ControlUnit) for u in units):
+            raise ValueError("units must be ControlUnit values")
+        if len(units) > limits.MAX_UNITS:
+            raise ValueError(f"{len(units)} control units given; at most {limits.MAX_UNITS} are allowed")
+        set_("units", units)
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if v is not None:
+                v = _number(name, v, limits.MIN_SIZE, limits.MAX_SIZE, integer=True)
+                if v % limits.SIZE_MULTIPLE:
+                    near = round(v / limits.SIZE_MULTIPLE) * limits.SIZE_MULTIPLE
+                    raise ValueError(f"{name} {v} is not a multiple of {limits.SIZE_MULTIPLE}; try {near}")
+                set_(name, v)
+        set_("steps", _number("steps", self.steps, 1, limits.MAX_STEPS, integer=True))
+        set_("cfg_scale", _number("cfg_scale", self.cfg_scale, 0.0, limits.MAX_CFG_SCALE))
+        set_("seed", _number("seed", self.seed, -1, limits.MAX_SEED, integer=True))
+        _choice("sampler", self.sampler, SAMPLERS)
+        set_("batch_size", _number("batch_size", self.batch_size, 1, limits.MAX_BATCH_SIZE, integer=True))
+        if self.init_image is not None:
+            set_("init_image", to_rgb(self.init_image, "init_image"))
+        set_("strength", _number("strength", self.strength, 0.0, 1.0))
+        if self.inpaint_mask is not None:
+            if self.init_image is None:
+                raise ValueError("inpaint_mask needs an init_image to paint into")
+            set_("inpaint_mask", to_mask(self.inpaint_mask, "inpaint_mask"))
+
+    @property
+    def active_units(self) -> tuple:
+        return tuple(u for u in self.units if u.enabled)
+
+    def replace(self, **changes) -> "GenerationRequest":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["units"] = [u.to_dict() for u in self.units]
+        for k in ("init_image", "inpaint_mask"):
+            d[k] = None if d[k] is None else to_b64(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GenerationRequest":
+        d = _known(cls, d, "request")
+        units = d.get("units") or []
+        if not isinstance(units, list):
+            raise ValueError("the recipe's units must be a list")
+        d["units"] = tuple(ControlUnit.from_dict(u) for u in units)
+        for k in ("init_image", "inpaint_mask"):
+            if d.get(k) is not None:
+                d[k] = from_b64(d[k], k)
+        return cls(**d)
+
+    def to_json(self, seed: int | None = None) -> str:
+        """The recipe: this request plus, where known, the seed of one particular image."""
+        recipe = {"format": RECIPE_FORMAT, "version": RECIPE_VERSION, "request": self.to_dict(),
+                  "seed": self.seed if seed is None else seed}
+        return json.dumps(recipe, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "GenerationRequest":
+        try:
+            recipe = json.loads(text)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"the recipe is not valid JSON: {e}") from None
+        if not isinstance(recipe, dict) or recipe.get("format") != RECIPE_FORMAT:
+            raise ValueError(f"not a ControlNet Studio recipe (expected \"format\": \"{RECIPE_FORMAT}\")")
+        if recipe.get("version") != RECIPE_VERSION:
+            raise ValueError(f"recipe version {recipe.get('version')!r} is not supported; this version reads {RECIPE_VERSION}")
+        if not isinstance(recipe.get("request"), dict):
+            raise ValueError("the recipe has no request object")
+        return cls.from_dict(recipe["request"])
+
+    def __eq__(self, other):
+        return isinstance(other, GenerationRequest) and self.to_json() == other.to_json()
+
+    __hash__ = None
+
+
+def _known(cls, d: Any, what: str) -> dict:
+    if not isinstance(d, dict):
+        raise ValueError(f"a {what} in a recipe must be a JSON object")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown {what} field(s) {unknown}; known: {sorted(names)}")
+    return dict(d)
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """Images (PIL), one seed each, the recipe JSON of the request as run (seed resolved),
+    whether an interrupt ended it early, and the saved files (empty when not saved)."""
+
+    images: list[Image.Image]
+    seeds: list[int]
+    recipe: str
+    interrupted: bool = False
+    paths: list = field(default_factory=list)
+    ignored_words: tuple = ()
