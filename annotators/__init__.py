@@ -8,8 +8,9 @@
   `detect_pose(image)`; OpenPose JSON throughout.
 Errors are ValueErrors that say what was wrong and what is allowed.
 """
-from . import edges, scribble  # noqa: F401  (importing declares the annotators)
+from . import color, edges, masks, scribble, segmentation_paint  # noqa: F401  (importing declares them)
 from .pose import pose_from_map, render_pose
+from .segmentation_paint import add_palette, snap_to_palette
 from .registry import Param, list_annotators as list, names, run, spec  # noqa: A001
 
 __all__ = ["run", "list", "names", "spec", "render_pose", "pose_from_map", "Param"]

@@ -7,7 +7,7 @@ INPUT_TYPES idea).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -209,3 +209,13 @@ def run(name: str, image: Any, *, size: tuple[int, int] | None = None, **params:
         require(entry.name, entry.weights())
     out = entry.fn(rgb, **values)
     return resize_map(out, width, height, entry.interpolation)
+
+
+def extend_choices(name: str, param: str, choice: str) -> None:
+    """Add `choice` to a choice parameter's allowed values (e.g. a palette added at run time)."""
+    entry = get(name)
+    params = tuple(
+        replace(p, choices=tuple(dict.fromkeys((*(p.choices or ()), choice)))) if p.name == param else p
+        for p in entry.params
+    )
+    _REGISTRY[name] = replace(entry, params=params)

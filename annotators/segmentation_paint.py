@@ -1,0 +1,42 @@
+"""Segmentation from a painted colour map: every pixel snapped to the nearest class colour."""
+from __future__ import annotations
+
+import numpy as np
+
+from .palettes import ADE20K, palette_array
+from .registry import Param, annotator, extend_choices
+
+_PALETTES: dict[str, np.ndarray] = {"ade20k": palette_array(ADE20K)}
+
+
+def add_palette(name: str, colors: object) -> None:
+    """Make another palette (e.g. the demo model's classes) available as `palette=name`."""
+    arr = np.asarray(colors)
+    if arr.ndim != 2 or arr.shape[1] != 3 or len(arr) == 0 or arr.min() < 0 or arr.max() > 255:
+        raise ValueError(f"palette {name!r} must be a list of [R, G, B] colours (0..255), got shape {arr.shape}")
+    _PALETTES[name] = arr.astype(np.uint8)
+    extend_choices("segmentation_paint", "palette", name)
+
+
+def snap_to_palette(image: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Each pixel replaced by the nearest palette colour (Euclidean RGB)."""
+    packed = (image[..., 0].astype(np.int32) << 16) | (image[..., 1].astype(np.int32) << 8) | image[..., 2]
+    # Painted maps hold few distinct colours: compare those, not every pixel.
+    colors, inverse = np.unique(packed.ravel(), return_inverse=True)
+    rgb = np.stack([(colors >> 16) & 255, (colors >> 8) & 255, colors & 255], axis=1).astype(np.int32)
+    nearest = np.empty(len(rgb), np.int64)
+    for start in range(0, len(rgb), 4096):
+        chunk = rgb[start:start + 4096, None, :] - palette[None, :, :].astype(np.int32)
+        nearest[start:start + 4096] = np.argmin((chunk * chunk).sum(axis=2), axis=1)
+    return palette[nearest[inverse]].reshape(image.shape)
+
+
+@annotator(
+    "segmentation_paint", kind="seg",
+    description="A painted colour map made exact: every pixel snapped to the nearest class colour of "
+                "the palette (ADE20K's 150 classes by default, as segmentation ControlNets read).",
+    params=(Param("palette", "choice", "ade20k", choices=("ade20k",), help="which class colours to snap to"),),
+    interpolation="nearest",
+)
+def segmentation_paint(image: np.ndarray, palette: str) -> np.ndarray:
+    return snap_to_palette(image, _PALETTES[palette])
