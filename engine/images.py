@@ -36,7 +36,7 @@ def to_rgb(image, what: str = "image") -> np.ndarray:
     elif a.shape[2] == 4:
         alpha = a[:, :, 3:4].astype(np.float32) / 255.0
         a = (a[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8)
-    a = np.ascontiguousarray(a)
+    a = np.array(a, order="C")  # a copy: the caller's later edits must not reach the value
     a.flags.writeable = False
     return a
 
@@ -55,7 +55,7 @@ def to_mask(mask, what: str = "mask") -> np.ndarray:
         m = _to_uint8(m[:, :, :3], what).max(axis=2)
     if m.ndim != 2 or m.shape[0] == 0 or m.shape[1] == 0:
         raise ValueError(f"{what} must be a non-empty HxW array; got shape {mask.shape}")
-    m = np.ascontiguousarray(_to_uint8(m, what))
+    m = np.array(_to_uint8(m, what), order="C")
     m.flags.writeable = False
     return m
 

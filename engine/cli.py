@@ -1,0 +1,107 @@
+"""`python3 launch.py generate`: the same GenerationRequest as the GUI and the APIs, from a
+recipe (JSON file or a studio PNG) or from flags, with flags overriding the recipe."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .generate import generate
+from .outputs import read_recipe
+from .samplers import SAMPLERS
+from .values import MODES, ControlUnit, GenerationRequest
+
+_UNIT_KEYS = {"model", "image", "weight", "start", "end", "mode", "resize_mode", "mask", "annotator"}
+
+
+def _picture(path: str, what: str) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {what} {path!r}: {e}") from None
+
+
+def parse_control(spec: str) -> ControlUnit:
+    """`model=demo:scribble,image=sketch.png,weight=0.8,start=0,end=0.6,mode=control,annotator=scribble`.
+    With `annotator`, the image is a picture that annotator turns into the map."""
+    fields = {}
+    for part in spec.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in _UNIT_KEYS:
+            raise ValueError(f"--control part {part!r} is not key=value with key one of {sorted(_UNIT_KEYS)}")
+        fields[key] = value.strip()
+    if "model" not in fields or "image" not in fields:
+        raise ValueError("--control needs at least model=... and image=...")
+    image = _picture(fields.pop("image"), "control image")
+    if fields.get("annotator"):
+        import annotators
+        image = annotators.run(fields["annotator"], image)
+    if "mask" in fields:
+        fields["mask"] = _picture(fields["mask"], "mask")
+    for key in ("weight", "start", "end"):
+        if key in fields:
+            try:
+                fields[key] = float(fields[key])
+            except ValueError:
+                raise ValueError(f"--control {key} must be a number, not {fields[key]!r}") from None
+    return ControlUnit(image=image, **fields)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="launch.py generate", description=__doc__)
+    p.add_argument("--recipe", help="a recipe .json or a PNG made by the studio")
+    p.add_argument("--backbone")
+    p.add_argument("--prompt")
+    p.add_argument("--negative-prompt")
+    p.add_argument("--control", action="append", default=[], metavar="SPEC",
+                   help="a control unit: model=...,image=...[,weight=,start=,end=,mode=(" + "|".join(MODES)
+                        + "),resize_mode=,mask=,annotator=]; repeat for several")
+    p.add_argument("--width", type=int)
+    p.add_argument("--height", type=int)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--cfg-scale", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--sampler", choices=SAMPLERS)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--init-image")
+    p.add_argument("--strength", type=float)
+    p.add_argument("--inpaint-mask")
+    return p
+
+
+def request_from_args(args) -> GenerationRequest:
+    request = GenerationRequest()
+    if args.recipe:
+        path = Path(args.recipe)
+        request = read_recipe(path) if path.suffix.lower() == ".png" else GenerationRequest.from_json(path.read_text())
+    changes = {k: getattr(args, k) for k in ("backbone", "prompt", "negative_prompt", "width", "height", "steps",
+                                             "cfg_scale", "seed", "sampler", "batch_size", "strength")
+               if getattr(args, k) is not None}
+    if args.control:
+        changes["units"] = tuple(parse_control(s) for s in args.control)
+    if args.init_image:
+        changes["init_image"] = _picture(args.init_image, "init image")
+    if args.inpaint_mask:
+        changes["inpaint_mask"] = _picture(args.inpaint_mask, "inpaint mask")
+    return request.replace(**changes) if changes else request
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        request = request_from_args(args)
+        result = generate(request, on_step=lambda i, n, _: print(f"step {i}/{n}", file=sys.stderr, flush=True))
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if result.ignored_words:
+        print(f"note: the model does not know these words: {', '.join(result.ignored_words)}", file=sys.stderr)
+    for path in result.paths:
+        print(path)
+    return 0
