@@ -107,10 +107,11 @@ def denoise(backbone: Backbone, units: list, request, width: int, height: int, s
             if i < total - 1:
                 known = scheduler.add_noise(image_latents, noise, timesteps[i + 1:i + 2].repeat(batch))
             latents = (1 - latent_mask) * known + latent_mask * latents
-        halt = stop is not None and stop.is_set()
+        halt = False
         if on_step is not None:
             current = latents
-            halt = on_step(i + 1, total, lambda: _decode(backbone, current)) is False or halt
+            halt = on_step(i + 1, total, lambda: _decode(backbone, current)) is False
+        halt = halt or (stop is not None and stop.is_set())
         if halt and i < total - 1:
             interrupted = True
             break

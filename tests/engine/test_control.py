@@ -60,24 +60,19 @@ def test_soft_injection_scales():
     assert torch.allclose(residual_scales(4, 2.0, "control"), 2.0 * torch.logspace(-1, 0, 4))
 
 
-def test_modes_differ_and_prompt_mode_acts_on_both_halves(tiny_manager, tiny_nets, control_maps):
-    out = {}
+def test_modes_differ_and_control_mode_runs_on_the_conditional_half_only(tiny_manager, tiny_nets, control_maps):
+    out, batches = {}, {}
     for mode in ("balanced", "prompt", "control"):
-        with counting(tiny_nets[2].conv_in) as calls:
+        seen = []
+        handle = tiny_nets[2].conv_in.register_forward_hook(lambda m, args, y: seen.append(args[0].shape[0]))
+        try:
             out[mode] = render(_req([ControlUnit("cn2", control_maps[2], mode=mode)], steps=2), tiny_manager)[0]
-        out[mode + "_batch"] = calls
+        finally:
+            handle.remove()
+        batches[mode] = set(seen)
+    assert batches == {"balanced": {2}, "prompt": {2}, "control": {1}}
     assert np.abs(out["balanced"] - out["prompt"]).max() > 1e-3
     assert np.abs(out["prompt"] - out["control"]).max() > 1e-3
-
-
-def test_mask_limits_where_a_unit_acts(tiny_manager, control_maps):
-    plain = render(_req([]), tiny_manager)[0][0]
-    unit = lambda mask: ControlUnit("cn0", control_maps[0], weight=2.0, mask=mask)  # noqa: E731
-    none = render(_req([unit(np.zeros((64, 64), np.uint8))]), tiny_manager)[0][0]
-    full = render(_req([unit(np.full((64, 64), 255, np.uint8))]), tiny_manager)[0][0]
-    free = render(_req([ControlUnit("cn0", control_maps[0], weight=2.0)]), tiny_manager)[0][0]
-    assert np.abs(none - plain).max() < 1e-5          # masked out everywhere: no effect
-    assert np.abs(full - free).max() < 1e-5           # mask of ones: the unmasked unit
 
 
 def test_mask_scales_each_residual_at_its_resolution(tiny_nets, control_maps):
