@@ -6,11 +6,15 @@
   kind reads it, its parameters with default/min/max/step/choices, whether its weights are present).
 - Poses as data: `render_pose(pose_json, width, height)`, `pose_from_map(map)` and, with weights,
   `detect_pose(image)`; OpenPose JSON throughout.
+- Learned annotators read weights from `weights_dir()` (`models/annotators/`, or $CNSTUDIO_ANNOTATORS,
+  or `set_weights_dir(path)`) or the local HF cache, never the network.
 Errors are ValueErrors that say what was wrong and what is allowed.
 """
-from . import color, edges, masks, scribble, segmentation_paint  # noqa: F401  (importing declares them)
+from . import color, edges, learned_edges, masks, scribble, segmentation_paint  # noqa: F401  (importing declares them)
 from .pose import pose_from_map, render_pose
 from .segmentation_paint import add_palette, snap_to_palette
 from .registry import Param, list_annotators as list, names, run, spec  # noqa: A001
+from .weights import set_weights_dir, weights_dir
 
-__all__ = ["run", "list", "names", "spec", "render_pose", "pose_from_map", "Param"]
+__all__ = ["run", "list", "names", "spec", "render_pose", "pose_from_map", "add_palette", "snap_to_palette",
+           "set_weights_dir", "weights_dir", "Param"]

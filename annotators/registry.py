@@ -7,12 +7,13 @@ INPUT_TYPES idea).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
 
 from .image import resize_map, to_rgb_uint8
+from .weights import require
 
 PARAM_TYPES = ("int", "float", "bool", "choice")
 
@@ -90,7 +91,8 @@ DETECT_RESOLUTION = Param(
 
 @dataclass(frozen=True)
 class Annotator:
-    """A declared annotator. `fn(image, **params)` gets HxWx3 uint8 and returns a map of any size."""
+    """A declared annotator. `fn(image, **params)` gets HxWx3 uint8 and returns a map of any size;
+    a learned one is called `fn(image, paths, **params)` with the located paths of its `weights`."""
 
     name: str
     fn: Callable[..., np.ndarray]
@@ -99,8 +101,8 @@ class Annotator:
     params: tuple[Param, ...] = ()
     # Map resizing: "linear" for soft maps, "nearest" where colours are labels (segmentation).
     interpolation: str = "linear"
-    # Callable returning (present, description of what is needed), for learned annotators.
-    weights: Callable[[], "WeightsStatus"] | None = None
+    # What a learned annotator loads (weights.WeightFile / weights.ModelFolder); empty if none.
+    weights: tuple = ()
 
     def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
         """Every declared parameter's value: the given ones checked, the rest at their defaults."""
@@ -114,32 +116,16 @@ class Annotator:
         return {n: (p.check(self.name, params[n]) if n in params else p.default) for n, p in known.items()}
 
     def to_json(self) -> dict:
-        status = self.weights() if self.weights else None
+        found = [(need, need.locate()) for need in self.weights]
         return {
             "name": self.name,
             "kind": self.kind,
             "description": self.description,
-            "learned": status is not None,
-            "weights_present": True if status is None else status.present,
-            "weights": None if status is None else status.to_json(),
+            "learned": bool(self.weights),
+            "weights_present": all(path is not None for _, path in found),
+            "weights": [{**need.to_json(), "found_at": None if path is None else str(path)} for need, path in found],
             "params": [p.to_json() for p in self.params],
         }
-
-
-@dataclass(frozen=True)
-class WeightsStatus:
-    """Whether a learned annotator's weights are on disk, and what it needs otherwise."""
-
-    present: bool
-    files: tuple[str, ...]
-    source: str
-    folder: str
-    found_at: str | None = None
-    extra: dict = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return {"present": self.present, "files": list(self.files), "source": self.source,
-                "folder": self.folder, "found_at": self.found_at}
 
 
 _REGISTRY: dict[str, Annotator] = {}
@@ -153,7 +139,7 @@ def register(annotator: Annotator) -> Annotator:
 
 
 def annotator(name: str, *, kind: str, description: str, params: tuple[Param, ...] = (),
-              interpolation: str = "linear", weights: Callable[[], WeightsStatus] | None = None):
+              interpolation: str = "linear", weights: tuple = ()):
     """Decorator form of `register` for the functions that compute a map."""
 
     def wrap(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
@@ -203,11 +189,11 @@ def run(name: str, image: Any, *, size: tuple[int, int] | None = None, **params:
     values = entry.resolve(params)
     rgb = to_rgb_uint8(image)
     width, height = _check_size(size, rgb)
-    if entry.weights is not None:
-        from .weights import require
-
-        require(entry.name, entry.weights())
-    out = entry.fn(rgb, **values)
+    if entry.weights:
+        # Learned annotators get their weights' paths first; missing ones fail here, before any work.
+        out = entry.fn(rgb, require(entry.name, entry.weights), **values)
+    else:
+        out = entry.fn(rgb, **values)
     return resize_map(out, width, height, entry.interpolation)
 
 

@@ -30,3 +30,16 @@ def sketch() -> np.ndarray:
     cv2.circle(img, (100, 100), 50, (40, 40, 40), 3)
     cv2.line(img, (30, 220), (220, 200), (40, 40, 40), 3)
     return img
+
+
+@pytest.fixture
+def empty_weights(tmp_path, monkeypatch):
+    """An empty annotator folder and an empty Hugging Face cache: every learned annotator is missing."""
+    import huggingface_hub.constants
+
+    import annotators
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    annotators.set_weights_dir(tmp_path / "annotators")
+    yield tmp_path / "annotators"
+    annotators.set_weights_dir(None)
