@@ -10,11 +10,13 @@
   or `set_weights_dir(path)`) or the local HF cache, never the network.
 Errors are ValueErrors that say what was wrong and what is allowed.
 """
-from . import color, edges, learned_edges, masks, scribble, segmentation_paint  # noqa: F401  (importing declares them)
+# Importing a module declares its annotators; torch and transformers load only when one runs.
+from . import color, depth, edges, learned_edges, masks, scribble, segmentation, segmentation_paint  # noqa: F401
 from .pose import pose_from_map, render_pose
+from .pose_detect import detect_pose
 from .segmentation_paint import add_palette, snap_to_palette
 from .registry import Param, list_annotators as list, names, run, spec  # noqa: A001
 from .weights import set_weights_dir, weights_dir
 
-__all__ = ["run", "list", "names", "spec", "render_pose", "pose_from_map", "add_palette", "snap_to_palette",
+__all__ = ["run", "list", "names", "spec", "render_pose", "pose_from_map", "detect_pose", "add_palette", "snap_to_palette",
            "set_weights_dir", "weights_dir", "Param"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ._aux import aux_module
+from ._torch import read_state_dict, torch_device
 from .registry import DETECT_RESOLUTION, Param, annotator
 from .weights import WeightFile
 
@@ -18,19 +19,6 @@ MLSD = WeightFile("mlsd_large_512_fp32.pth")
 LINEART = WeightFile("sk_model.pth")
 LINEART_COARSE = WeightFile("sk_model2.pth")
 LINEART_ANIME = WeightFile("netG.pth")
-
-
-def torch_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def read_state_dict(path: Path, strip_prefix: str = "") -> dict:
-    import torch
-
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return {k.removeprefix(strip_prefix): v for k, v in state.items()} if strip_prefix else state
 
 
 def _anime_unet(mod):

@@ -1,0 +1,18 @@
+"""The two torch helpers the learned annotators share; torch is imported only when they run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def torch_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def read_state_dict(path: Path, strip_prefix: str = "") -> dict:
+    """A checkpoint's tensors, read without unpickling arbitrary objects."""
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return {k.removeprefix(strip_prefix): v for k, v in state.items()} if strip_prefix else state
