@@ -18,5 +18,5 @@ from .segmentation_paint import add_palette, snap_to_palette
 from .registry import Param, list_annotators as list, names, run, spec  # noqa: A001
 from .weights import set_weights_dir, weights_dir
 
-__all__ = ["run", "list", "names", "spec", "render_pose", "pose_from_map", "detect_pose", "add_palette", "snap_to_palette",
-           "set_weights_dir", "weights_dir", "Param"]
+__all__ = ["run", "list", "names", "spec", "render_pose", "pose_from_map", "detect_pose", "add_palette",
+           "snap_to_palette", "set_weights_dir", "weights_dir", "Param"]

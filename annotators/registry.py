@@ -46,7 +46,8 @@ class Param:
 
     def check(self, annotator: str, value: Any) -> Any:
         """The value, coerced to the declared type; ValueError naming what is allowed."""
-        where = f"annotator {annotator!r}: parameter {self.name!r} = {value!r} is not allowed; allowed: {self.allowed()}"
+        where = (f"annotator {annotator!r}: parameter {self.name!r} = {value!r} is not allowed; "
+                 f"allowed: {self.allowed()}")
         if self.type == "bool":
             if isinstance(value, (bool, np.bool_)):
                 return bool(value)

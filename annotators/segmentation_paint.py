@@ -19,15 +19,14 @@ def add_palette(name: str, colors: object) -> None:
 
 
 def snap_to_palette(image: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Each pixel replaced by the nearest palette colour (Euclidean RGB)."""
+    """Each pixel replaced by the nearest palette colour (Euclidean RGB; ties go to the first)."""
+    from scipy.spatial import cKDTree  # lazy: only this annotator needs it
+
     packed = (image[..., 0].astype(np.int32) << 16) | (image[..., 1].astype(np.int32) << 8) | image[..., 2]
-    # Painted maps hold few distinct colours: compare those, not every pixel.
+    # Painted maps hold few distinct colours: look those up, not every pixel.
     colors, inverse = np.unique(packed.ravel(), return_inverse=True)
-    rgb = np.stack([(colors >> 16) & 255, (colors >> 8) & 255, colors & 255], axis=1).astype(np.int32)
-    nearest = np.empty(len(rgb), np.int64)
-    for start in range(0, len(rgb), 4096):
-        chunk = rgb[start:start + 4096, None, :] - palette[None, :, :].astype(np.int32)
-        nearest[start:start + 4096] = np.argmin((chunk * chunk).sum(axis=2), axis=1)
+    rgb = np.stack([(colors >> 16) & 255, (colors >> 8) & 255, colors & 255], axis=1)
+    _, nearest = cKDTree(palette.astype(np.float64)).query(rgb.astype(np.float64))
     return palette[nearest[inverse]].reshape(image.shape)
 
 

@@ -61,3 +61,21 @@ def test_map_comes_back_at_the_asked_size(square):
     assert out.shape == (200, 300, 3) and out.dtype == np.uint8
     with pytest.raises(ValueError, match="width and height"):
         annotators.run("canny", square, size=(0, 10))
+
+
+def test_importing_annotators_loads_no_gradio_engine_or_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, annotators; bad = [m for m in ('gradio', 'engine', 'torch', 'transformers') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_learned_annotators_declare_their_weights():
+    for name in ("hed", "pidinet", "mlsd", "lineart", "lineart_coarse", "lineart_anime", "depth", "normal",
+                 "openpose", "segmentation"):
+        entry = annotators.spec(name)
+        assert entry["learned"] is True and entry["weights"], name
+    assert annotators.spec("canny")["learned"] is False and annotators.spec("canny")["weights"] == []

@@ -20,8 +20,8 @@ def _depth_anything(folder):
     bb = transformers.Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
                                    patch_size=14, image_size=518, reshape_hidden_states=False,
                                    out_features=["stage1", "stage2", "stage3", "stage4"])
-    cfg = transformers.DepthAnythingConfig(backbone_config=bb, reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32],
-                                           fusion_hidden_size=16, head_hidden_size=8)
+    cfg = transformers.DepthAnythingConfig(backbone_config=bb, reassemble_hidden_size=32, fusion_hidden_size=16,
+                                           neck_hidden_sizes=[8, 16, 32, 32], head_hidden_size=8)
     transformers.DepthAnythingForDepthEstimation(cfg).save_pretrained(folder)
     transformers.DPTImageProcessor(size={"height": 126, "width": 126}, keep_aspect_ratio=True, ensure_multiple_of=14,
                                    resample=3, image_mean=[0.485, 0.456, 0.406],
@@ -37,9 +37,10 @@ def _dpt(folder):
 
 
 def _vitpose(folder):
-    bb = transformers.VitPoseBackboneConfig(image_size=[64, 48], patch_size=[16, 16], hidden_size=32, num_hidden_layers=2,
-                                            num_attention_heads=2, intermediate_size=64, out_indices=[2])
-    transformers.VitPoseForPoseEstimation(transformers.VitPoseConfig(backbone_config=bb, num_labels=17)).save_pretrained(folder)
+    bb = transformers.VitPoseBackboneConfig(image_size=[64, 48], patch_size=[16, 16], hidden_size=32,
+                                            num_hidden_layers=2, num_attention_heads=2, out_indices=[2])
+    config = transformers.VitPoseConfig(backbone_config=bb, num_labels=17)
+    transformers.VitPoseForPoseEstimation(config).save_pretrained(folder)
     transformers.VitPoseImageProcessor(size={"height": 64, "width": 48}).save_pretrained(folder)
 
 
@@ -57,8 +58,8 @@ def _rtdetr(folder):
 
 
 def _segformer(folder, num_labels=150):
-    cfg = transformers.SegformerConfig(hidden_sizes=[8, 16, 16, 16], num_attention_heads=[1, 1, 1, 1], depths=[1, 1, 1, 1],
-                                       decoder_hidden_size=16, num_labels=num_labels)
+    cfg = transformers.SegformerConfig(hidden_sizes=[8, 16, 16, 16], num_attention_heads=[1, 1, 1, 1],
+                                       depths=[1, 1, 1, 1], decoder_hidden_size=16, num_labels=num_labels)
     transformers.SegformerForSemanticSegmentation(cfg).save_pretrained(folder)
     transformers.SegformerImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
 

@@ -119,3 +119,14 @@ def test_inpaint_mask_threshold_grow_feather_invert():
     assert 0 < soft[64, 84] < 255
     inv = annotators.run("inpaint_mask", paint, invert=True)[:, :, 0]
     assert (inv == 255 - mask).all()
+
+
+def test_snap_to_palette_picks_a_nearest_colour_for_any_pixel():
+    rng = np.random.default_rng(2)
+    img = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    ade = palette_array(ADE20K).astype(int)
+    out = annotators.snap_to_palette(img, palette_array(ADE20K)).reshape(-1, 3).astype(int)
+    pixels = img.reshape(-1, 3).astype(int)
+    brute = ((pixels[:, None, :] - ade[None]) ** 2).sum(axis=2).min(axis=1)
+    assert (((out - pixels) ** 2).sum(axis=1) == brute).all()
+    assert {tuple(c) for c in out} <= {tuple(c) for c in ade}
