@@ -39,8 +39,12 @@ DIFFUSERS_ATTN2 = "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.we
 BACKBONE_CONFIGS = {"sd1": "sd15", "sd2-epsilon": "sd2-base", "sd2-v": "sd2-v"}
 CONTROLNET_CONFIGS = {768: "controlnet-sd15", 1024: "controlnet-sd21"}
 
-_PASS_CONFIG = ("Pass `config_dir`: a diffusers folder holding the configs (unet/, vae/, text_encoder/, "
-                "scheduler/ for a backbone; config.json for a ControlNet) that fit this file.")
+
+
+def _pass_config(name: str | Path) -> str:
+    folder = Path(name).stem + ".config/" if str(name) != "the file" else "<file name without extension>.config/"
+    return ("Give it its configs: a diffusers folder holding them (unet/, vae/, text_encoder/, scheduler/ for a "
+            f"backbone; config.json for a ControlNet), passed as `config_dir` or placed beside the file as {folder}")
 
 
 def _shape(sd: dict, key: str) -> tuple | None:
@@ -64,13 +68,13 @@ def detect_backbone(sd: dict[str, torch.Tensor], name: str = "the file") -> str:
     if conv_in is not None and conv_in[1] != 4:
         kind = {9: "an inpainting model", 8: "an instruct-pix2pix model"}.get(conv_in[1], "not a text-to-image model")
         raise ValueError(f"{name} is {kind} ({conv_in[1]} UNet input channels; {facts}), which is not supported "
-                         f"as a backbone. {_PASS_CONFIG}")
+                         f"as a backbone. {_pass_config(name)}")
     if width == 768 and has_clip:
         return "sd1"
     if width == 1024 and has_open_clip:
         return "sd2"
     raise ValueError(f"{name}: unknown architecture ({facts}); SD 1.x has width 768 with OpenAI CLIP, "
-                     f"SD 2.x width 1024 with OpenCLIP. {_PASS_CONFIG}")
+                     f"SD 2.x width 1024 with OpenCLIP. {_pass_config(name)}")
 
 
 def _is_controlnet(sd: dict) -> bool:
@@ -96,7 +100,7 @@ def detect_controlnet(sd: dict[str, torch.Tensor], name: str = "the file") -> st
     if attn2 is None or attn2[1] not in CONTROLNET_CONFIGS:
         hint_conv = _shape(sd, "input_hint_block.0.weight") or _shape(sd, "controlnet_cond_embedding.conv_in.weight")
         raise ValueError(f"{name}: unknown ControlNet architecture (cross-attention to_k {attn2}, hint conv "
-                         f"{hint_conv}); known: width 768 (SD 1.5), 1024 (SD 2.1). {_PASS_CONFIG}")
+                         f"{hint_conv}); known: width 768 (SD 1.5), 1024 (SD 2.1). {_pass_config(name)}")
     return CONTROLNET_CONFIGS[attn2[1]]
 
 
@@ -153,7 +157,7 @@ def load_controlnet_file(path: str | Path, dtype: torch.dtype = torch.float32,
     try:
         net = ControlNetModel.from_single_file(sd, config=str(cfg), torch_dtype=dtype, local_files_only=True, **extra)
     except (RuntimeError, ValueError, KeyError) as e:
-        raise ValueError(f"{path.name} does not fit the ControlNet config in {cfg}: {e}. {_PASS_CONFIG}") from e
+        raise ValueError(f"{path.name} does not fit the ControlNet config in {cfg}: {e}. {_pass_config(path.name)}") from e
     _check_complete(net, path, "ControlNet")
     return net
 
@@ -182,7 +186,7 @@ def _convert(cls, sd: dict, cfg: Path, subfolder: str, dtype: torch.dtype, path:
                                      local_files_only=True)
     except (RuntimeError, ValueError, KeyError) as e:  # shape mismatches, missing weights
         raise ValueError(f"{path.name}: its {subfolder} does not fit the config in {cfg / subfolder}: "
-                         f"{str(e)[:300]}. {_PASS_CONFIG}") from e
+                         f"{str(e)[:300]}. {_pass_config(path.name)}") from e
     _check_complete(model, path, subfolder)
     return model
 
@@ -199,7 +203,7 @@ def _text_encoder(sd: dict, cfg: Path, dtype: torch.dtype, path: Path):
                                                      torch_dtype=dtype, local_files_only=True)
     except (RuntimeError, ValueError, KeyError) as e:
         raise ValueError(f"{path.name}: its text encoder does not fit the config in {cfg / 'text_encoder'}: "
-                         f"{str(e)[:300]}. {_PASS_CONFIG}") from e
+                         f"{str(e)[:300]}. {_pass_config(path.name)}") from e
     _check_complete(model, path, "text encoder")
     return model
 
@@ -210,7 +214,7 @@ def _check_complete(model: torch.nn.Module, path: Path, part: str) -> None:
     empty = [n for n, p in model.named_parameters() if p.is_meta]
     if empty:
         raise ValueError(f"{path.name} lacks {len(empty)} weights of the {part} (e.g. {empty[:3]}); the file is "
-                         f"incomplete or of another architecture. {_PASS_CONFIG}")
+                         f"incomplete or of another architecture. {_pass_config(path.name)}")
 
 
 def _reconfigure(unet, unet_config: Path):

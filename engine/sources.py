@@ -2,7 +2,8 @@
 
 A source is one of, tried in this order:
 - "demo" (backbone) / "demo:<kind>" (ControlNet): the embedded demo model under models/demo/;
-- a path to a diffusers folder or a single .safetensors/.ckpt/.pth file (LDM / lllyasviel layout);
+- a path to a diffusers folder or a single .safetensors/.ckpt/.pth file (LDM / lllyasviel layout;
+  a `<name>.config/` folder of diffusers configs beside the file overrides architecture detection);
 - a bare name of a folder or file under models/backbones/ or models/controlnets/;
 - a hub id "owner/name" (or "owner/name/file.safetensors") from the local Hugging Face cache;
   downloads only when the environment sets CNSTUDIO_ALLOW_DOWNLOAD=1.
@@ -71,7 +72,7 @@ def load_backbone_components(source: str, dtype: torch.dtype = torch.float32, de
         parts = _backbone_folder(path, dtype, source)
     else:
         from .single_file import load_backbone_file
-        parts = load_backbone_file(path, dtype=dtype, device=device)
+        parts = load_backbone_file(path, dtype=dtype, config_dir=_sibling_config(path), device=device)
     for name in ("unet", "vae", "text_encoder"):
         parts[name] = parts[name].to(device).eval()
     return {**parts, "source": source}
@@ -84,8 +85,15 @@ def load_controlnet_model(source: str, dtype: torch.dtype = torch.float32, devic
         net = _controlnet_folder(path, dtype, source)
     else:
         from .single_file import load_controlnet_file
-        net = load_controlnet_file(path, dtype=dtype)
+        net = load_controlnet_file(path, dtype=dtype, config_dir=_sibling_config(path))
     return net.to(device).eval()
+
+
+def _sibling_config(path: Path) -> Path | None:
+    """`<name>.config/` beside a single file: the diffusers configs for a file whose architecture
+    the shipped ones do not cover (what `config_dir` is to engine.single_file)."""
+    folder = path.with_name(path.stem + ".config")
+    return folder if folder.is_dir() else None
 
 
 def _backbone_folder(folder: Path, dtype: torch.dtype, source: str) -> dict:
@@ -265,7 +273,7 @@ def list_installed() -> dict[str, list[str]]:
 def _entries(folder: Path) -> list[str]:
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".") and (
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".") and not p.name.endswith(".config") and (
         (p.is_dir() and any((p / m).is_file() for m in ("model_index.json", "config.json", "controlnet/config.json")))
         or (p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES)))
 
