@@ -1,13 +1,18 @@
 """The two torch helpers the learned annotators share; torch is imported only when they run."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+DEVICE_ENV_VAR = "CNSTUDIO_ANNOTATORS_DEVICE"
 
 
 def torch_device() -> str:
+    """Where learned annotators run: $CNSTUDIO_ANNOTATORS_DEVICE (e.g. "cpu" to keep GPU memory for
+    generation), else CUDA when there is one."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return os.environ.get(DEVICE_ENV_VAR) or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def read_state_dict(path: Path, strip_prefix: str = "") -> dict:

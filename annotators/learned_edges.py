@@ -47,18 +47,18 @@ _BUILDERS = {
 
 # Models stay resident once loaded (keyed by path: another folder loads another copy).
 @functools.lru_cache(maxsize=None)
-def _detector(kind: str, path: str):
+def _detector(kind: str, path: str, device: str):
     module_name, make_net, read, make_detector = _BUILDERS[kind]
     mod = aux_module(module_name)
     net = make_net(mod)
     net.load_state_dict(read(Path(path)), strict=True)
-    return make_detector(mod, net.float().eval().to(torch_device()))
+    return make_detector(mod, net.float().eval().to(device))
 
 
 def _run(kind: str, paths: list[Path], image: np.ndarray, detect_resolution: int, **kw) -> np.ndarray:
     (path,) = paths
     # image_resolution = detect_resolution: the map comes back at the detection size; `run` sizes it.
-    return _detector(kind, str(path))(image, detect_resolution=detect_resolution,
+    return _detector(kind, str(path), torch_device())(image, detect_resolution=detect_resolution,
                                       image_resolution=detect_resolution, output_type="np", **kw)
 
 

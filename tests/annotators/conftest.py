@@ -43,3 +43,17 @@ def empty_weights(tmp_path, monkeypatch):
     annotators.set_weights_dir(tmp_path / "annotators")
     yield tmp_path / "annotators"
     annotators.set_weights_dir(None)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def annotators_on_cpu():
+    """The reference detectors run on the CPU, so ours must too for bit-exact comparisons."""
+    import os
+
+    old = os.environ.get("CNSTUDIO_ANNOTATORS_DEVICE")
+    os.environ["CNSTUDIO_ANNOTATORS_DEVICE"] = "cpu"
+    yield
+    if old is None:
+        os.environ.pop("CNSTUDIO_ANNOTATORS_DEVICE")
+    else:
+        os.environ["CNSTUDIO_ANNOTATORS_DEVICE"] = old
