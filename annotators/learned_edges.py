@@ -58,8 +58,9 @@ def _detector(kind: str, path: str, device: str):
 def _run(kind: str, paths: list[Path], image: np.ndarray, detect_resolution: int, **kw) -> np.ndarray:
     (path,) = paths
     # image_resolution = detect_resolution: the map comes back at the detection size; `run` sizes it.
-    return _detector(kind, str(path), torch_device())(image, detect_resolution=detect_resolution,
-                                      image_resolution=detect_resolution, output_type="np", **kw)
+    detector = _detector(kind, str(path), torch_device())
+    return detector(image, detect_resolution=detect_resolution, image_resolution=detect_resolution,
+                    output_type="np", **kw)
 
 
 SOFT_EDGE_PARAMS = (

@@ -18,10 +18,11 @@ def add_palette(name: str, colors: object) -> None:
     extend_choices("segmentation_paint", "palette", name)
 
 
-def snap_to_palette(image: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Each pixel replaced by the nearest palette colour (Euclidean RGB; ties go to the first)."""
+def snap_to_palette(image: np.ndarray, palette: object) -> np.ndarray:
+    """Each pixel of an HxWx3 uint8 image replaced by the nearest colour of `palette` ((N, 3), RGB)."""
     from scipy.spatial import cKDTree  # lazy: only this annotator needs it
 
+    palette = np.asarray(palette, np.uint8)
     packed = (image[..., 0].astype(np.int32) << 16) | (image[..., 1].astype(np.int32) << 8) | image[..., 2]
     # Painted maps hold few distinct colours: look those up, not every pixel.
     colors, inverse = np.unique(packed.ravel(), return_inverse=True)
