@@ -1,0 +1,76 @@
+"""`python3 launch.py [flags]`: start the studio.
+
+Binds 127.0.0.1 unless --listen; never makes a share link; no analytics, no hub look-ups, no
+fonts or scripts from elsewhere, so it runs with no network at all.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+DEFAULT_PORT = 7860
+LOCALHOST = "127.0.0.1"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="launch.py", description="Start ControlNet Studio in your browser.")
+    p.add_argument("--listen", action="store_true", help="accept connections from other machines (binds 0.0.0.0)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to serve on (default {DEFAULT_PORT})")
+    p.add_argument("--auth", metavar="USER:PASS", help="ask for this user name and password")
+    p.add_argument("--models-dir", help="the models folder (default models/; env CNSTUDIO_MODELS)")
+    p.add_argument("--annotators-dir", help="annotator weights folder (default models/annotators/)")
+    p.add_argument("--outputs-dir", help="where images are saved (default outputs/; env CNSTUDIO_OUTPUTS)")
+    args = p.parse_args(argv)
+    if args.auth is not None:
+        user, sep, password = args.auth.partition(":")
+        if not sep or not user or not password:
+            p.error("--auth takes USER:PASS, both non-empty")
+        args.auth = (user, password)
+    if not 1 <= args.port <= 65535:
+        p.error(f"--port {args.port} is not a port number (1-65535)")
+    return args
+
+
+def offline_environment() -> None:
+    """Before gradio is imported: no analytics, no version checks, no telemetry."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def apply_folders(args: argparse.Namespace) -> None:
+    if args.models_dir:
+        os.environ["CNSTUDIO_MODELS"] = str(Path(args.models_dir).expanduser().resolve())
+    if args.outputs_dir:
+        os.environ["CNSTUDIO_OUTPUTS"] = str(Path(args.outputs_dir).expanduser().resolve())
+    if args.annotators_dir:
+        os.environ["CNSTUDIO_ANNOTATORS"] = str(Path(args.annotators_dir).expanduser().resolve())
+
+
+def launch(demo, host: str = LOCALHOST, port: int = DEFAULT_PORT, auth: tuple[str, str] | None = None,
+           block: bool = True) -> str:
+    """Serve the Blocks; returns the local URL (after the server stops when `block`)."""
+    from engine.outputs import outputs_dir
+    css = (Path(__file__).with_name("style.css")).read_text()
+    outputs = outputs_dir().resolve()
+    outputs.mkdir(parents=True, exist_ok=True)
+    demo.queue(default_concurrency_limit=2)
+    _, url, _ = demo.launch(
+        server_name=host, server_port=port, auth=auth, share=False, inbrowser=False,
+        prevent_thread_lock=not block, allowed_paths=[str(outputs)], css=css, footer_links=["api", "settings"],
+        run_history=False, enable_monitoring=False, mcp_server=False, pwa=False, ssr_mode=False,
+        max_file_size="64mb", quiet=not block)
+    return url
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    offline_environment()
+    apply_folders(args)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from .layout import build_app
+    demo = build_app()
+    launch(demo, host="0.0.0.0" if args.listen else LOCALHOST, port=args.port, auth=args.auth, block=True)
+    return 0

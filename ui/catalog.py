@@ -1,0 +1,119 @@
+"""What the studio can offer right now: installed models, annotators, condition kinds, the
+backbone's vocabulary, the fidelity judge. Each asks the engine or the annotators, and reads a
+part that is missing or failing as "nothing of that", so the page always builds."""
+from __future__ import annotations
+
+import logging
+
+import annotators
+import engine
+
+log = logging.getLogger("ui")
+
+NO_ANNOTATOR = "none"          # the source picture is the map, used as it is
+DEMO_BACKBONE = "demo"
+
+
+def models() -> dict[str, list[str]]:
+    """{"backbones": [...], "controlnets": [...]}: what a user can pick, the demo's first."""
+    try:
+        found = engine.installed_models()
+    except (ImportError, AttributeError, OSError, ValueError) as e:
+        log.warning("cannot list installed models: %s", e)
+        found = {}
+    return {"backbones": list(found.get("backbones", [])), "controlnets": list(found.get("controlnets", []))}
+
+
+def default_backbone(backbones: list[str]) -> str:
+    if DEMO_BACKBONE in backbones or not backbones:
+        return DEMO_BACKBONE
+    return backbones[0]
+
+
+def condition_kind(model: str | None) -> str | None:
+    """The condition a control model reads, from its name (engine.sources' rule)."""
+    if not model:
+        return None
+    try:
+        from engine import sources
+        return sources.condition_kind(model)
+    except (ImportError, AttributeError, ValueError):
+        return model.split(":", 1)[1] if model.startswith("demo:") else None
+
+
+def controlnet_for(kind: str | None, controlnets: list[str], current: str | None = None) -> str | None:
+    """The control model to preselect for a map of `kind`: the current one if it reads that kind,
+    else the demo's, else any installed one that does; the current one when none does."""
+    if kind is None:
+        return current
+    if current and condition_kind(current) == kind:
+        return current
+    if f"demo:{kind}" in controlnets:
+        return f"demo:{kind}"
+    for name in controlnets:
+        if condition_kind(name) == kind:
+            return name
+    return current
+
+
+def annotator_names() -> list[str]:
+    return list(annotators.names())
+
+
+def annotator_spec(name: str | None) -> dict | None:
+    """annotators.spec(name), or None for "use as is"."""
+    if not name or name == NO_ANNOTATOR:
+        return None
+    return annotators.spec(name)
+
+
+def annotator_kind(name: str | None) -> str | None:
+    spec = annotator_spec(name)
+    return None if spec is None else spec.get("kind")
+
+
+def annotator_for(kind: str | None, current: str | None = None) -> str | None:
+    """An annotator making maps of `kind`: the current one if it does, else the one named like the
+    kind, else the first that does (None when none does)."""
+    if kind is None:
+        return current
+    if annotator_kind(current) == kind:
+        return current
+    names = annotator_names()
+    if kind in names:
+        return kind
+    return next((n for n in names if annotator_kind(n) == kind), None)
+
+
+def known_words(backbone: str) -> list[str] | None:
+    """The words a small-vocabulary backbone (the demo) can read, or None for a full vocabulary
+    or one that cannot be read. Loads the backbone (which the first generation needs anyway)."""
+    words_of = getattr(engine, "known_words", None)
+    try:
+        if words_of is not None:
+            return words_of(backbone)
+        tokenizer = engine.load_backbone(backbone).tokenizer
+        vocab = tokenizer.get_vocab()
+    except (ImportError, AttributeError, OSError, ValueError) as e:
+        log.info("no vocabulary for %s: %s", backbone, e)
+        return None
+    if len(vocab) > 5000:
+        return None
+    words = sorted({t[:-4] for t in vocab if t.endswith("</w>") and t[:-4].isalpha() and len(t) > 5})
+    return words or None
+
+
+def fidelity(model: str, image, control_map) -> float | None:
+    """How well `image` followed `control_map` for the control model `model`, from
+    engine.fidelity.score; None where there is no judge (no module, unknown kind, or a failure)."""
+    kind = condition_kind(model)
+    if kind is None:
+        return None
+    try:
+        from engine import fidelity as judge
+        return judge.score(kind, image, control_map)
+    except ImportError:
+        return None
+    except (ValueError, AttributeError) as e:
+        log.warning("fidelity of %s not measured: %s", model, e)
+        return None

@@ -1,0 +1,97 @@
+"""The right-hand side: backbone, prompt, sampling settings, Generate / Interrupt, the step
+preview, the gallery of saved PNGs, and the recipe of the last image."""
+from __future__ import annotations
+
+import gradio as gr
+
+from engine import SAMPLERS, GenerationRequest, limits
+
+from . import catalog
+
+SEED_RANDOM = -1
+
+
+class GeneratePanel:
+    """Generation settings and results. `settings` are the widgets a request is read from."""
+
+    def __init__(self, backbones: list[str]):
+        self.backbone = gr.Dropdown(backbones, value=catalog.default_backbone(backbones), label="Backbone",
+                                    allow_custom_value=True, elem_id="backbone")
+        self.words = gr.Markdown("", elem_id="known-words", elem_classes=["hint"])
+        self.prompt = gr.Textbox(label="Prompt", lines=2, placeholder="what to make, e.g. a red circle on a blue sky",
+                                 elem_id="prompt")
+        self.negative_prompt = gr.Textbox(label="Negative prompt", lines=1, elem_id="negative-prompt")
+        with gr.Row():
+            self.steps = gr.Slider(1, limits.MAX_STEPS, value=20, step=1, label="Steps", elem_id="steps")
+            self.cfg_scale = gr.Slider(0, limits.MAX_CFG_SCALE, value=7.5, step=0.5, label="CFG scale")
+            self.sampler = gr.Dropdown(list(SAMPLERS), value="unipc", label="Sampler", min_width=120)
+        with gr.Row():
+            self.width = gr.Slider(0, limits.MAX_SIZE, value=0, step=limits.SIZE_MULTIPLE, elem_id="width",
+                                   label="Width (0: the model's own size)")
+            self.height = gr.Slider(0, limits.MAX_SIZE, value=0, step=limits.SIZE_MULTIPLE, elem_id="height",
+                                    label="Height (0: the model's own size)")
+            self.batch_size = gr.Slider(1, limits.MAX_BATCH_SIZE, value=1, step=1, label="Batch")
+        with gr.Row(equal_height=True):
+            self.seed = gr.Number(SEED_RANDOM, precision=0, label="Seed (-1: random)", minimum=-1,
+                                  maximum=limits.MAX_SEED, min_width=140, elem_id="seed")
+            self.random_seed = gr.Button("🎲 random", size="sm", min_width=60)
+            self.reuse_seed = gr.Button("♻ reuse last", size="sm", min_width=60, elem_id="reuse-seed")
+        with gr.Row():
+            self.generate = gr.Button("Generate", variant="primary", elem_id="generate")
+            self.interrupt = gr.Button("Interrupt", variant="stop", elem_id="interrupt")
+        self.status = gr.Markdown("", elem_id="status")
+        self.preview = gr.Image(label="Step preview", type="numpy", interactive=False, height=200, visible=False,
+                                elem_id="step-preview")
+        self.gallery = gr.Gallery(label="Results (saved PNGs with their recipe; download keeps it)", format="png",
+                                  columns=2, height=420, buttons=["download", "fullscreen"], interactive=False,
+                                  elem_id="gallery")
+        with gr.Accordion("Recipe", open=False):
+            self.recipe_drop = gr.File(label="Drop a PNG made here to bring back every field and unit",
+                                       file_types=[".png"], type="filepath", elem_id="recipe-drop")
+            self.recipe = gr.Code(label="Recipe of the last image (JSON)", language="json", interactive=False,
+                                  elem_id="recipe-json")
+        self.last_seed = gr.State(None)
+        self.last_output = gr.State(None)
+
+    @property
+    def settings(self) -> list:
+        """The widgets `to_request` reads, in its argument order."""
+        return [self.backbone, self.prompt, self.negative_prompt, self.steps, self.cfg_scale, self.sampler,
+                self.width, self.height, self.batch_size, self.seed]
+
+    @staticmethod
+    def to_request(values: list, units: list) -> GenerationRequest:
+        backbone, prompt, negative, steps, cfg, sampler, width, height, batch, seed = values
+        if seed is None:
+            seed = SEED_RANDOM
+        return GenerationRequest(
+            backbone=backbone or "", prompt=prompt or "", negative_prompt=negative or "", units=tuple(units),
+            width=_size_or_native(width), height=_size_or_native(height),
+            steps=steps, cfg_scale=cfg, sampler=sampler, batch_size=batch, seed=int(seed))
+
+    @staticmethod
+    def from_request(request: GenerationRequest) -> list:
+        """Values of `settings` showing `request`."""
+        return [gr.update(value=request.backbone), request.prompt, request.negative_prompt, request.steps,
+                request.cfg_scale, request.sampler, request.width or 0, request.height or 0, request.batch_size,
+                request.seed]
+
+    def wire(self) -> None:
+        self.random_seed.click(lambda: SEED_RANDOM, None, [self.seed], queue=False)
+        self.reuse_seed.click(lambda last: SEED_RANDOM if last is None else last, [self.last_seed], [self.seed],
+                              queue=False)
+        self.backbone.change(words_hint, [self.backbone], [self.words], show_progress="hidden")
+
+
+def words_hint(backbone: str) -> str:
+    words = catalog.known_words(backbone) if backbone else None
+    if not words:
+        return ""
+    return f"**{backbone}** knows these words; others are ignored: " + ", ".join(words)
+
+
+def _size_or_native(value) -> int | None:
+    """0 (or nothing) means the backbone's own size; other values go to the request to be checked."""
+    if value is None or value == 0:
+        return None
+    return int(value) if float(value).is_integer() else value

@@ -1,0 +1,86 @@
+"""Running a generation for the page: api.run in a worker thread, its steps streamed back as
+progress and previews; then each unit's fidelity and a one-line summary."""
+from __future__ import annotations
+
+import html
+import queue
+import threading
+import time
+from typing import Iterator
+
+import numpy as np
+
+from engine import ControlUnit, GenerationRequest, GenerationResult
+
+from . import api, catalog
+
+PREVIEW_EVERY_S = 1.0   # decoding a preview costs a VAE pass; a few per run is plenty
+
+
+def stream(request: GenerationRequest, preview_every: float = PREVIEW_EVERY_S) -> Iterator[tuple]:
+    """("step", step, total, preview or None) for each step, then ("done", GenerationResult).
+    The worker's exception, if any, is raised here."""
+    events: queue.Queue = queue.Queue()
+    last = [time.monotonic()]
+
+    def on_step(step: int, total: int, preview) -> bool:
+        image = None
+        if step < total and time.monotonic() - last[0] >= preview_every:
+            image = (np.clip(preview()[0], 0, 1) * 255).round().astype(np.uint8)
+            last[0] = time.monotonic()
+        events.put(("step", step, total, image))
+        return True
+
+    def work() -> None:
+        try:
+            events.put(("done", api.run(request, on_step)))
+        except BaseException as e:  # noqa: BLE001  (handed to the page's thread, which shows it)
+            events.put(("error", e))
+
+    threading.Thread(target=work, name="generation", daemon=True).start()
+    while True:
+        item = events.get()
+        if item[0] == "error":
+            raise item[1]
+        yield item
+        if item[0] == "done":
+            return
+
+
+def progress_html(step: int, total: int, note: str = "") -> str:
+    pct = 0 if total <= 0 else round(100 * step / total)
+    return (f'<div class="gen-progress"><div class="gen-bar" style="width:{pct}%"></div></div>'
+            f'<span class="gen-step">Step {step} / {total}{html.escape(note)}</span>')
+
+
+def fidelity_text(unit: ControlUnit, image: np.ndarray) -> str:
+    """The fidelity meter of one unit for the first image: a score from 0 to 1, or "no judge"."""
+    if not unit.enabled:
+        return ""
+    control_map = _as_generated(unit, image.shape[1], image.shape[0])
+    score = catalog.fidelity(unit.model, image, control_map)
+    if score is None:
+        return "Fidelity: no judge for this kind of control"
+    filled = round(score * 10)
+    return f"Fidelity: **{score:.2f}** `{'█' * filled}{'░' * (10 - filled)}`"
+
+
+def _as_generated(unit: ControlUnit, width: int, height: int) -> np.ndarray:
+    """The unit's map fitted to the image as the engine fitted it (its resize mode)."""
+    try:
+        from engine.images import resize
+        return resize(np.asarray(unit.image), width, height, unit.resize_mode)
+    except ImportError:
+        return np.asarray(unit.image)
+
+
+def summary(result: GenerationResult, seconds: float) -> str:
+    n = len(result.images)
+    seeds = ", ".join(str(s) for s in result.seeds)
+    text = (f"{'Interrupted: the picture so far' if result.interrupted else 'Done'}: {n} image{'s' * (n != 1)} "
+            f"in {seconds:.1f} s · seed {seeds}")
+    if result.ignored_words:
+        text += " · not known to this model (ignored): " + ", ".join(result.ignored_words)
+    if not result.paths:
+        text += " · NOT SAVED (see the console); the images below have no recipe"
+    return f'<span class="gen-done">{html.escape(text)}</span>'

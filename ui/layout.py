@@ -1,0 +1,152 @@
+"""The studio's one page: inputs on the left (sketch, pose and upload tabs, then the control
+units), the result on the right (settings, Generate, progress, gallery, recipe). This module
+places the parts and connects them; each part's own events live with it."""
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+import numpy as np
+
+import engine
+
+from . import api, catalog, generation
+from .errors import shown
+from .generate_panel import GeneratePanel, words_hint
+from .pose_tab import PoseTab
+from .sketch_tab import SketchTab
+from .units import SHOWN_AT_START, UnitStack
+from .upload_tab import UploadTab
+
+TITLE = "ControlNet Studio"
+
+
+def build_app() -> gr.Blocks:
+    """The Blocks of the studio, with the HTTP API endpoints registered."""
+    installed = catalog.models()
+    with gr.Blocks(title=TITLE, analytics_enabled=False, fill_width=True) as demo:
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=6, min_width=520):
+                gr.Markdown(f"### {TITLE}", elem_id="title")
+                with gr.Tabs():
+                    with gr.Tab("Sketch", id="sketch", elem_id="tab-sketch"):
+                        sketch = SketchTab()
+                        sketch_send = _send_row("sketch")
+                    with gr.Tab("Pose", id="pose", elem_id="tab-pose"):
+                        pose = PoseTab()
+                        pose_send = _send_row("pose")
+                    with gr.Tab("Upload", id="upload", elem_id="tab-upload"):
+                        upload = UploadTab()
+                        upload_send = _send_row("upload")
+                gr.Markdown("#### Control units", elem_id="units-title")
+                stack = UnitStack(installed["controlnets"])
+            with gr.Column(scale=5, min_width=420):
+                panel = GeneratePanel(installed["backbones"])
+        api.register_endpoints()
+
+        for tab in (sketch, pose, upload):
+            tab.wire()
+        stack.wire([sketch.canvas, pose.map, upload.photo, panel.last_output])
+        panel.wire()
+        for buttons in (sketch_send, pose_send, upload_send):
+            for i, button in enumerate(buttons):
+                stack.follow(i, button)
+        _wire_sends(stack, sketch, sketch_send, "sketch")
+        _wire_sends(stack, upload, upload_send, "upload")
+        _wire_sends(stack, pose, pose_send, "pose")
+        _wire_generation(panel, stack)
+        _wire_recipe(panel, stack)
+        demo.load(words_hint, [panel.backbone], [panel.words], show_progress="hidden")
+    return demo
+
+
+def _send_row(source: str) -> list:
+    with gr.Row(elem_classes=["send-row"]):
+        gr.Markdown("Send this map to:", elem_classes=["send-label"])
+        return [gr.Button(f"→ Unit {i + 1}", size="sm", min_width=70, visible=i < SHOWN_AT_START,
+                          elem_id=f"{source}-to-unit{i + 1}") for i in range(engine.limits.MAX_UNITS)]
+
+
+def _wire_sends(stack: UnitStack, tab, buttons: list, source: str) -> None:
+    for i, button in enumerate(buttons):
+        unit = stack.units[i]
+        if source == "pose":
+            def send(cmap, model, i=i):
+                return stack.sent(i, source, cmap, None, {}, model)
+            inputs = [tab.map, unit.model]
+        else:
+            def send(cmap, annotator, *rest, i=i, tab=tab):
+                *params, model = rest
+                return stack.sent(i, source, cmap, annotator, tab.params.read(annotator, params), model)
+            inputs = [tab.map, tab.annotator, *tab.params.widgets, unit.model]
+        button.click(shown(send), inputs, stack.send_outputs(i), queue=False)
+
+
+def _wire_generation(panel: GeneratePanel, stack: UnitStack) -> None:
+    per_unit = len(stack.units[0].fields)
+    fidelity = [u.fidelity for u in stack.units]
+    outputs = [panel.gallery, panel.status, panel.recipe, panel.preview, panel.last_seed, panel.last_output, *fidelity]
+
+    def on_generate(*values):
+        settings, rest = list(values[:len(panel.settings)]), values[len(panel.settings):]
+        slots = []
+        for i, unit in enumerate(stack.units):
+            made = unit.to_unit(list(rest[i * per_unit:(i + 1) * per_unit]))
+            if made is not None:
+                slots.append((i, made))
+        request = GeneratePanel.to_request(settings, [u for _, u in slots])
+        started = time.monotonic()
+        yield {panel.status: generation.progress_html(0, request.steps, " · loading the models"),
+               panel.preview: gr.update(visible=True, value=None), **{f: "" for f in fidelity}}
+        result = None
+        try:
+            for item in generation.stream(request):
+                if item[0] == "done":
+                    result = item[1]
+                    continue
+                _, step, total, image = item
+                update = {panel.status: generation.progress_html(step, total)}
+                if image is not None:
+                    update[panel.preview] = image
+                yield update
+        except Exception:
+            yield {panel.status: '<span class="gen-failed">Failed: see the message</span>',
+                   panel.preview: gr.update(visible=False)}
+            raise
+        first = np.asarray(result.images[0])
+        scores = {f: "" for f in fidelity}
+        for i, unit in slots:
+            scores[fidelity[i]] = generation.fidelity_text(unit, first)
+        yield {panel.gallery: [str(p) for p in result.paths] or list(result.images),
+               panel.status: generation.summary(result, time.monotonic() - started), panel.recipe: result.recipe,
+               panel.preview: gr.update(visible=False), panel.last_seed: result.seeds[0], panel.last_output: first,
+               **scores}
+
+    inputs = [*panel.settings, *[f for u in stack.units for f in u.fields]]
+    panel.generate.click(shown(on_generate), inputs, outputs, concurrency_id=api.GENERATION,
+                         concurrency_limit=1, show_progress="hidden")
+
+    def on_interrupt():
+        gr.Info("Interrupting after the current step" if api.interrupt() == "interrupting" else "Nothing is running")
+
+    panel.interrupt.click(on_interrupt, None, None, queue=False)
+
+
+def _wire_recipe(panel: GeneratePanel, stack: UnitStack) -> None:
+    unit_outputs = [c for u in stack.units for c in u.restorable]
+    outputs = [*panel.settings, *unit_outputs, stack.count, *stack.visibility_outputs, panel.status, panel.recipe]
+
+    def on_recipe(path):
+        if not path:
+            return [gr.update()] * len(outputs)
+        request = engine.read_recipe(path, this_image=True)
+        if len(request.units) > len(stack.units):
+            raise ValueError(f"this recipe has {len(request.units)} units; the studio shows {len(stack.units)}")
+        units = [u.from_unit(request.units[i] if i < len(request.units) else None) for i, u in enumerate(stack.units)]
+        count = max(SHOWN_AT_START, len(request.units))
+        note = (f'<span class="gen-done">Restored: {len(request.units)} unit{"s" * (len(request.units) != 1)}, '
+                f'seed {request.seed}</span>')
+        return [*GeneratePanel.from_request(request), *[x for u in units for x in u], count,
+                *stack.visibility(count), note, request.to_json()]
+
+    panel.recipe_drop.upload(shown(on_recipe), [panel.recipe_drop], outputs)

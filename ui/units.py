@@ -1,0 +1,225 @@
+"""The stack of control units: each one a control model, the map it reads (from a tab, a dropped
+file or the last output), its annotator and parameters, weight, start/end, mode, resize mode, an
+optional mask and its fidelity after a generation. Three show at first; more on request."""
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+
+from engine import MODES, RESIZE_MODES, ControlUnit, limits
+
+from . import catalog
+from .errors import shown
+from .params import ParamPanel
+from .sketch_tab import annotated
+
+SHOWN_AT_START = 3
+SOURCES = ["sketch", "pose", "upload", "last output", "map as is"]
+AS_IS = "map as is"
+MODE_LABELS = [("Balanced", "balanced"), ("My prompt is more important", "prompt"),
+               ("ControlNet is more important", "control")]
+RESIZE_LABELS = [("Crop and resize", "crop"), ("Just resize", "just_resize"), ("Resize and fill", "fill")]
+assert [v for _, v in MODE_LABELS] == list(MODES) and sorted(v for _, v in RESIZE_LABELS) == sorted(RESIZE_MODES)
+
+
+class Unit:
+    """One control unit's widgets. Build inside a Blocks context."""
+
+    def __init__(self, index: int, controlnets: list[str], visible: bool):
+        self.index = index
+        n = index + 1
+        with gr.Group(visible=visible, elem_id=f"unit{n}") as self.box:
+            with gr.Row(equal_height=True):
+                self.enabled = gr.Checkbox(False, label=f"Unit {n}: enable", min_width=110, elem_id=f"unit{n}-enabled")
+                self.source = gr.Dropdown(SOURCES, value=AS_IS, label="Reads", min_width=110,
+                                          elem_id=f"unit{n}-source")
+                self.annotator = gr.Dropdown([catalog.NO_ANNOTATOR] + catalog.annotator_names(),
+                                             value=catalog.NO_ANNOTATOR, label="Annotator", min_width=120,
+                                             elem_id=f"unit{n}-annotator")
+                self.model = gr.Dropdown(controlnets, value=catalog.controlnet_for("scribble", controlnets)
+                                         or (controlnets[0] if controlnets else None),
+                                         label="Control model", allow_custom_value=True, min_width=150,
+                                         elem_id=f"unit{n}-model")
+            with gr.Row(equal_height=True):
+                self.map = gr.Image(label="Control map", type="numpy", format="png", sources=["upload", "clipboard"],
+                                    height=180, min_width=140, elem_id=f"unit{n}-map")
+                self.mask = gr.Image(label="Mask (white: act here)", type="numpy", format="png",
+                                     sources=["upload", "clipboard"], height=180, min_width=140,
+                                     elem_id=f"unit{n}-mask")
+                with gr.Column(min_width=200):
+                    self.weight = gr.Slider(0, limits.MAX_WEIGHT, value=1.0, step=0.05, label="Weight")
+                    self.start = gr.Slider(0, 1, value=0.0, step=0.01, label="Start (fraction of steps)")
+                    self.end = gr.Slider(0, 1, value=1.0, step=0.01, label="End")
+            with gr.Row(equal_height=True):
+                self.mode = gr.Radio(MODE_LABELS, value="balanced", label="Control mode", min_width=300)
+                self.resize_mode = gr.Dropdown(RESIZE_LABELS, value="crop", label="Resize mode", min_width=140)
+            with gr.Accordion("Annotator parameters", open=False):
+                self.params = ParamPanel(None)
+            self.fidelity = gr.Markdown("", elem_id=f"unit{n}-fidelity", elem_classes=["fidelity"])
+
+    # -- reading and writing a unit's widgets -------------------------------------------------
+    @property
+    def fields(self) -> list:
+        """The widgets whose values make a ControlUnit, in `to_unit`'s argument order."""
+        return [self.enabled, self.model, self.map, self.mask, self.weight, self.start, self.end, self.mode,
+                self.resize_mode, self.annotator, *self.params.widgets]
+
+    @property
+    def restorable(self) -> list:
+        """The widgets `from_unit` sets, in its order."""
+        return [*self.fields, self.source, self.fidelity]
+
+    def to_unit(self, values: list) -> ControlUnit | None:
+        """The ControlUnit of these widget values; None for an unused unit (disabled, no map)."""
+        enabled, model, cmap, mask, weight, start, end, mode, resize_mode, annotator, *params = values
+        if cmap is None:
+            if enabled:
+                raise ValueError(f"unit {self.index + 1} is enabled but has no control map: send it a map from "
+                                 "a tab, drop one on it, or disable it")
+            return None
+        name = None if annotator in (None, "", catalog.NO_ANNOTATOR) else annotator
+        try:
+            return ControlUnit(model=model or "", image=cmap, weight=weight, start=start, end=end, mode=mode,
+                               mask=_mask_or_none(mask), resize_mode=resize_mode, enabled=bool(enabled),
+                               annotator=name, annotator_params=self.params.read(name, params) if name else {})
+        except ValueError as e:
+            raise ValueError(f"unit {self.index + 1}: {e}") from None
+
+    def from_unit(self, unit: ControlUnit | None) -> list:
+        """gr.update()s of `restorable` showing `unit` (None: an empty, disabled unit)."""
+        if unit is None:
+            return [gr.update(value=False), gr.update(), None, None, 1.0, 0.0, 1.0, "balanced", "crop",
+                    catalog.NO_ANNOTATOR, *self.params.updates(None), AS_IS, ""]
+        annotator = unit.annotator if unit.annotator in catalog.annotator_names() else catalog.NO_ANNOTATOR
+        mask = None if unit.mask is None else np.asarray(unit.mask)
+        return [unit.enabled, gr.update(value=unit.model), np.asarray(unit.image), mask, unit.weight, unit.start,
+                unit.end, unit.mode, unit.resize_mode, annotator,
+                *self.params.updates(None if annotator == catalog.NO_ANNOTATOR else annotator, unit.annotator_params),
+                AS_IS, ""]
+
+
+def _mask_or_none(mask):
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    return None if m.size == 0 else m
+
+
+def source_picture(source: str, sketch, pose_map, photo, last_output):
+    """The picture a unit reading `source` re-annotates."""
+    from .sketch_tab import drawing
+    picture = {"sketch": lambda: drawing(sketch), "pose": lambda: pose_map, "upload": lambda: photo,
+               "last output": lambda: last_output}[source]()
+    if picture is None:
+        where = {"last output": "nothing has been generated yet"}.get(source, f"the {source} tab is empty")
+        raise ValueError(f"this unit reads the {source}, but {where}")
+    return picture
+
+
+class UnitStack:
+    """All units (limits.MAX_UNITS of them, SHOWN_AT_START visible), the add button and the mask painter."""
+
+    def __init__(self, controlnets: list[str]):
+        self.controlnets = controlnets
+        self.count = gr.State(SHOWN_AT_START)
+        self.followers: list[list] = [[] for _ in range(limits.MAX_UNITS)]
+        self.units = [Unit(i, controlnets, visible=i < SHOWN_AT_START) for i in range(limits.MAX_UNITS)]
+        with gr.Row():
+            self.add = gr.Button("+ Add a unit", size="sm", elem_id="add-unit")
+        with gr.Accordion("Paint a mask on a unit's map", open=False):
+            with gr.Row():
+                self.mask_unit = gr.Dropdown([f"Unit {u.index + 1}" for u in self.units], value="Unit 1",
+                                             type="index", label="Unit", min_width=100)
+                self.mask_load = gr.Button("Load its map", size="sm")
+                self.mask_apply = gr.Button("Use the painted area as its mask", size="sm")
+            self.painter = gr.ImageEditor(
+                label="Paint where the unit should act", type="numpy", image_mode="RGBA", sources=(), layers=False,
+                brush=gr.Brush(colors=["#ffffff"], default_color="#ffffff", default_size=24, color_mode="fixed"),
+                eraser=gr.Eraser(default_size=24), transforms=(), format="png", height=360, elem_id="mask-painter")
+
+    def wire(self, pictures: list) -> None:
+        """Hook up each unit's own events. `pictures`: the sketch canvas, pose map, upload photo and
+        last-output components that units read."""
+        for unit in self.units:
+            self._wire_unit(unit, pictures)
+        maps = [u.map for u in self.units]
+        masks = [u.mask for u in self.units]
+
+        def more(count):
+            count = min(count + 1, len(self.units))
+            return [count, *self.visibility(count)]
+
+        self.add.click(more, [self.count], [self.count, *self.visibility_outputs], queue=False)
+
+        def load(index, *maps_):
+            if maps_[index] is None:
+                raise ValueError(f"unit {index + 1} has no map yet; send one to it first")
+            return {"background": maps_[index], "layers": [], "composite": maps_[index]}
+
+        def apply(index, painted):
+            mask = painted_mask(painted)
+            return [mask if i == index else gr.update() for i in range(len(masks))]
+
+        self.mask_load.click(shown(load), [self.mask_unit, *maps], [self.painter])
+        self.mask_apply.click(shown(apply), [self.mask_unit, self.painter], masks)
+
+    def _wire_unit(self, unit: Unit, pictures: list) -> None:
+        def remap(source, annotator, *rest):
+            params, pics = rest[:len(unit.params.widgets)], rest[len(unit.params.widgets):]
+            if source == AS_IS:
+                return gr.update()
+            name = None if annotator == catalog.NO_ANNOTATOR else annotator
+            return annotated(source_picture(source, *pics), name, unit.params.read(name, list(params)))
+
+        def picked(annotator, model):
+            kind = catalog.annotator_kind(annotator)
+            return [*unit.params.updates(annotator), gr.update(value=catalog.controlnet_for(kind, self.controlnets, model))]
+
+        inputs = [unit.source, unit.annotator, *unit.params.widgets, *pictures]
+        remap = shown(remap)
+        unit.annotator.input(picked, [unit.annotator, unit.model], [*unit.params.widgets, unit.model],
+                             queue=False).then(remap, inputs, [unit.map])
+        unit.source.input(remap, inputs, [unit.map])
+        for widget in unit.params.widgets:
+            event = widget.release if isinstance(widget, gr.Slider) else widget.input
+            event(remap, inputs, [unit.map], trigger_mode="always_last")
+        unit.map.upload(lambda: [AS_IS, True], None, [unit.source, unit.enabled], queue=False)
+
+    def follow(self, index: int, component) -> None:
+        """Show `component` (e.g. a "send to unit" button) exactly while unit `index` is shown."""
+        self.followers[index].append(component)
+
+    @property
+    def visibility_outputs(self) -> list:
+        return [*[u.box for u in self.units], *[c for group in self.followers for c in group]]
+
+    def visibility(self, count: int) -> list:
+        """Updates of `visibility_outputs` showing the first `count` units."""
+        boxes = [gr.update(visible=i < count) for i in range(len(self.units))]
+        return boxes + [gr.update(visible=i < count) for i, group in enumerate(self.followers) for _ in group]
+
+    def send_outputs(self, index: int) -> list:
+        u = self.units[index]
+        return [u.enabled, u.source, u.annotator, *u.params.widgets, u.model, u.map]
+
+    def sent(self, index: int, source: str, cmap, annotator: str | None, params: dict, model: str | None) -> list:
+        """Updates of `send_outputs(index)` for a map sent from a tab."""
+        if cmap is None:
+            raise ValueError(f"the {source} tab has no map yet; draw, pose or upload something first")
+        u = self.units[index]
+        annotator = annotator or catalog.NO_ANNOTATOR
+        kind = catalog.annotator_kind(annotator) or ("openpose" if source == "pose" else None)
+        return [True, source, annotator,
+                *u.params.updates(None if annotator == catalog.NO_ANNOTATOR else annotator, params),
+                gr.update(value=catalog.controlnet_for(kind, self.controlnets, model)), cmap]
+
+
+def painted_mask(painted: dict | None) -> np.ndarray:
+    """The mask painted in the mask painter: 255 where any stroke is."""
+    layers = [np.asarray(layer) for layer in (painted or {}).get("layers") or [] if layer is not None]
+    if not layers or layers[0].ndim != 3 or layers[0].shape[2] != 4:
+        raise ValueError("load a unit's map and paint over where it should act, then use it as the mask")
+    alpha = np.max([layer[..., 3] for layer in layers if layer.shape == layers[0].shape], axis=0)
+    if not alpha.any():
+        raise ValueError("nothing is painted yet: paint over where the unit should act")
+    return np.where(alpha > 0, 255, 0).astype(np.uint8)

@@ -1,0 +1,48 @@
+"""The Upload tab: a reference photo, an annotator with its parameters (sliders built from its
+declaration) and a preview of its map; "none" uses a map made elsewhere as it is."""
+from __future__ import annotations
+
+import gradio as gr
+
+from . import catalog
+from .errors import shown
+from .params import ParamPanel
+from .sketch_tab import annotated, annotator_choices
+
+DEFAULT_ANNOTATOR = "canny"
+
+
+class UploadTab:
+    """Widgets of the Upload tab; `map` is what it sends to a unit."""
+
+    def __init__(self):
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=280):
+                self.photo = gr.Image(label="Reference photo (or a finished control map)", type="numpy",
+                                      sources=["upload", "clipboard"], elem_id="upload-photo", height=360)
+            with gr.Column(scale=1, min_width=280):
+                self.map = gr.Image(label="Control map", type="numpy", format="png", interactive=False,
+                                    elem_id="upload-map", height=360)
+        with gr.Row():
+            choices = [("none (use as is: a map made elsewhere)", catalog.NO_ANNOTATOR), *annotator_choices()[1:]]
+            self.annotator = gr.Dropdown(choices, value=DEFAULT_ANNOTATOR, label="Annotator", min_width=160,
+                                         elem_id="upload-annotator")
+            self.make = gr.Button("Make map", size="sm", min_width=80)
+        self.params = ParamPanel(DEFAULT_ANNOTATOR)
+        self.picture = self.photo
+
+    def map_inputs(self) -> list:
+        return [self.photo, self.annotator, *self.params.widgets]
+
+    def make_map(self, photo, annotator, *params):
+        return annotated(photo, annotator, self.params.read(annotator, list(params)))
+
+    def wire(self) -> None:
+        make = shown(self.make_map)
+        self.photo.upload(make, self.map_inputs(), [self.map])
+        self.make.click(make, self.map_inputs(), [self.map])
+        self.annotator.input(lambda name: self.params.updates(name), [self.annotator], self.params.widgets,
+                             queue=False).then(make, self.map_inputs(), [self.map])
+        for widget in self.params.widgets:
+            event = widget.release if isinstance(widget, gr.Slider) else widget.input
+            event(make, self.map_inputs(), [self.map], trigger_mode="always_last")
