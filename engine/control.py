@@ -55,7 +55,7 @@ def prepare_unit(unit, net, width: int, height: int, device, dtype) -> PreparedU
     n_res = len(net.controlnet_down_blocks) + 1
     pooled = bool(cfg.get("global_pool_conditions", False))
     # A pooled net is scaled uniformly and fed the conditional half only, as diffusers does.
-    scales = residual_scales(n_res, unit.weight, "balanced" if pooled else unit.mode)
+    scales = residual_scales(n_res, unit.weight, "balanced" if pooled else unit.mode).to(device)
     return PreparedUnit(net, embedding, scales, unit.start, unit.end,
                         cond_only=pooled or unit.mode == "control", mask=mask, pooled=pooled)
 
@@ -92,7 +92,7 @@ def unit_residuals(unit: PreparedUnit, latents_in, timestep, text, cfg: bool):
         x, txt = latents_in.chunk(2)[1], text.chunk(2)[1]
     emb = unit.embedding.expand(x.shape[0], -1, -1, -1)
     downs, mid = controlnet_forward(unit.net, x, timestep, txt, emb)
-    scales = unit.scales.to(device=x.device)
+    scales = unit.scales
     out = [r * scales[i] for i, r in enumerate(downs)] + [mid * scales[-1]]
     if unit.pooled:
         out = [r.mean(dim=(2, 3), keepdim=True) for r in out]
@@ -104,15 +104,13 @@ def unit_residuals(unit: PreparedUnit, latents_in, timestep, text, cfg: bool):
     return out
 
 
-def combined_residuals(units, step: int, total: int, latents_in, timestep, text, cfg: bool):
-    """Sum of the residuals of the units active at this step, or None when none is: a unit
-    outside its window is not called at all."""
-    total_res = None
+def combined_residuals(units, latents_in, timestep, text, cfg: bool):
+    """Sum of the given units' residuals, or (None, None) when there are none. The caller
+    passes only the units inside their window at this step: the others are not called at all."""
+    total = None
     for unit in units:
-        if not in_window(step, total, unit.start, unit.end):
-            continue
         res = unit_residuals(unit, latents_in, timestep, text, cfg)
-        total_res = res if total_res is None else [a + b for a, b in zip(total_res, res)]
-    if total_res is None:
+        total = res if total is None else [a + b for a, b in zip(total, res)]
+    if total is None:
         return None, None
-    return total_res[:-1], total_res[-1]
+    return total[:-1], total[-1]

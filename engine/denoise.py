@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.utils.torch_utils import randn_tensor
 
-from .control import combined_residuals
+from .control import combined_residuals, in_window
 from .images import resize
 from .models import Backbone
 from .prompt import encode_prompts
@@ -25,6 +25,19 @@ def _image_tensor(image: np.ndarray, width: int, height: int, device, dtype) -> 
     image = resize(np.asarray(image), width, height, "just_resize")
     t = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
     return t.to(device=device, dtype=dtype)
+
+
+def predict_noise(unet, units: list, x_in, t, text, cfg_scale: float | None):
+    """One step's noise prediction: the locked UNet plus the given (active) units' residuals,
+    then classifier-free guidance when cfg_scale is given. engine.fast captures this same
+    function in a CUDA graph."""
+    downs, mid = combined_residuals(units, x_in, t, text, cfg_scale is not None)
+    noise_pred = unet(x_in, t, encoder_hidden_states=text, down_block_additional_residuals=downs,
+                      mid_block_additional_residual=mid, return_dict=False)[0]
+    if cfg_scale is not None:
+        uncond, cond = noise_pred.chunk(2)
+        noise_pred = uncond + cfg_scale * (cond - uncond)
+    return noise_pred
 
 
 def _step_kwargs(scheduler, generators) -> dict:
@@ -48,8 +61,9 @@ def _decode(backbone: Backbone, latents: torch.Tensor) -> np.ndarray:
 
 @torch.inference_mode()
 def denoise(backbone: Backbone, units: list, request, width: int, height: int, seeds: list[int],
-            on_step: OnStep | None = None, stop=None) -> tuple[np.ndarray, bool]:
+            on_step: OnStep | None = None, stop=None, predict=None) -> tuple[np.ndarray, bool]:
     """Run one request on a loaded backbone and prepared units (engine.control.PreparedUnit).
+    `predict` replaces predict_noise (the CUDA-graph fast path passes its own).
     Returns float images (B, H, W, 3) in [0, 1] and whether it was interrupted."""
     device, dtype = backbone.device, backbone.dtype
     unet, vae, batch = backbone.unet, backbone.vae, len(seeds)
@@ -94,12 +108,8 @@ def denoise(backbone: Backbone, units: list, request, width: int, height: int, s
     for i, t in enumerate(timesteps):
         x_in = torch.cat([latents] * 2) if cfg else latents
         x_in = scheduler.scale_model_input(x_in, t)
-        downs, mid = combined_residuals(units, i, total, x_in, t, text, cfg)
-        noise_pred = unet(x_in, t, encoder_hidden_states=text, down_block_additional_residuals=downs,
-                          mid_block_additional_residual=mid, return_dict=False)[0]
-        if cfg:
-            uncond, cond = noise_pred.chunk(2)
-            noise_pred = uncond + request.cfg_scale * (cond - uncond)
+        active = [u for u in units if in_window(i, total, u.start, u.end)]
+        noise_pred = (predict or predict_noise)(unet, active, x_in, t, text, request.cfg_scale if cfg else None)
         latents = scheduler.step(noise_pred, t, latents, **step_kwargs, return_dict=False)[0]
         if latent_mask is not None:
             # Outside the mask the picture is the init image, noised to where the schedule now is.

@@ -41,7 +41,8 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
         units.append(prepare_unit(unit, control.net, width, height, backbone.device, backbone.dtype))
     seeds = resolve_seeds(request)
     resolved = request.replace(seed=seeds[0])
-    arrays, interrupted = denoise(backbone, units, resolved, width, height, seeds, on_step, stop)
+    arrays, interrupted = denoise(backbone, units, resolved, width, height, seeds, on_step, stop,
+                                  predict=manager.predictor)
     return arrays, seeds, resolved, interrupted, backbone, width, height
 
 

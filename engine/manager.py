@@ -2,6 +2,7 @@
 switching a control model never reloads the backbone. Safe to call from several threads."""
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter, OrderedDict
 
@@ -24,9 +25,16 @@ class ModelManager:
     """Loads each source once and keeps it. `loads` counts real loads per (kind, source),
     which is how tests prove that a resident model was reused."""
 
-    def __init__(self, device=None, dtype=None, max_backbones: int = 1, max_controlnets: int = 8):
+    def __init__(self, device=None, dtype=None, max_backbones: int = 1, max_controlnets: int = 8,
+                 fast: bool | None = None):
         self.device = torch.device(device) if device is not None else default_device()
         self.dtype = dtype or default_dtype(self.device)
+        if fast is None:  # on by default on CUDA; CNSTUDIO_FAST=0 turns it off
+            fast = self.device.type == "cuda" and os.environ.get("CNSTUDIO_FAST", "1") != "0"
+        self.predictor = None
+        if fast:
+            from .fast import GraphedPredictor
+            self.predictor = GraphedPredictor()
         self.max_backbones, self.max_controlnets = max_backbones, max_controlnets
         self.loads: Counter = Counter()
         self._backbones: OrderedDict[str, Backbone] = OrderedDict()
@@ -77,6 +85,8 @@ class ModelManager:
         with self._lock:
             self._backbones.clear()
             self._controlnets.clear()
+            if self.predictor is not None:
+                self.predictor.clear()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
