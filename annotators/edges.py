@@ -22,6 +22,13 @@ def canny(image: np.ndarray, low_threshold: int, high_threshold: int, detect_res
     return gray_to_rgb(cv2.Canny(x, low_threshold, high_threshold))
 
 
+def darker_than_surroundings(x: np.ndarray, sigma: float, fine_sigma: float = 0.0) -> np.ndarray:
+    """Difference of Gaussians: how much darker each pixel (blurred by `fine_sigma`) is than its
+    surroundings (blurred by `sigma`), in the channel where it is least so: a line is darker in all."""
+    fine = cv2.GaussianBlur(x, (0, 0), fine_sigma) if fine_sigma > 0 else x
+    return np.min(cv2.GaussianBlur(x, (0, 0), sigma) - fine, axis=2)
+
+
 @annotator(
     "lineart_standard", kind="lineart",
     description="Line art by difference of Gaussians (controlnet_aux's LineartStandardDetector): "
@@ -35,8 +42,7 @@ def canny(image: np.ndarray, low_threshold: int, high_threshold: int, detect_res
 def lineart_standard(image: np.ndarray, gaussian_sigma: float, intensity_threshold: int,
                      detect_resolution: int) -> np.ndarray:
     x = resize_for_detection(image, detect_resolution).astype(np.float32)
-    # A line is where the picture is darker than its surroundings, in every channel.
-    darker = np.min(cv2.GaussianBlur(x, (0, 0), gaussian_sigma) - x, axis=2).clip(0, 255)
+    darker = darker_than_surroundings(x, gaussian_sigma).clip(0, 255)
     strong = darker[darker > intensity_threshold]
     median = float(np.median(strong)) if strong.size else 0.0
     darker /= max(16.0, median)
@@ -53,9 +59,7 @@ def lineart_standard(image: np.ndarray, gaussian_sigma: float, intensity_thresho
 )
 def scribble_xdog(image: np.ndarray, threshold: int, detect_resolution: int) -> np.ndarray:
     x = resize_for_detection(image, detect_resolution).astype(np.float32)
-    fine = cv2.GaussianBlur(x, (0, 0), 0.5)
-    coarse = cv2.GaussianBlur(x, (0, 0), 5.0)
-    darker = np.min(coarse - fine, axis=2)
+    darker = darker_than_surroundings(x, 5.0, fine_sigma=0.5)
     return gray_to_rgb(((darker > threshold) * 255).astype(np.uint8))
 
 
