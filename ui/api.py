@@ -116,6 +116,16 @@ def register_endpoints() -> None:
     gr.api(_typed(annotators, list), api_name="annotators", queue=False)
 
 
+PUBLIC = ("generate", "annotate", "interrupt", "models", "annotators")
+
+
+def hide_gui_events(blocks: gr.Blocks) -> None:
+    """Keep the GUI's own handlers out of the API: clients see only the endpoints above."""
+    for fn in blocks.fns.values():
+        if fn.api_name not in PUBLIC:
+            fn.api_visibility = "private"
+
+
 def _typed(fn, returns):
     """gr.api reads the return type from annotations, which `from __future__` turned into text."""
     def endpoint():

@@ -57,6 +57,7 @@ def build_app() -> gr.Blocks:
         _wire_generation(panel, stack)
         _wire_recipe(panel, stack)
         demo.load(words_hint, [panel.backbone], [panel.words], show_progress="hidden")
+    api.hide_gui_events(demo)
     return demo
 
 

@@ -42,17 +42,18 @@ class Unit:
                                          elem_id=f"unit{n}-model")
             with gr.Row(equal_height=True):
                 self.map = gr.Image(label="Control map", type="numpy", format="png", sources=["upload", "clipboard"],
-                                    height=180, min_width=140, elem_id=f"unit{n}-map")
+                                    height=150, min_width=120, elem_id=f"unit{n}-map")
                 self.mask = gr.Image(label="Mask (white: act here)", type="numpy", format="png",
-                                     sources=["upload", "clipboard"], height=180, min_width=140,
+                                     sources=["upload", "clipboard"], height=150, min_width=120,
                                      elem_id=f"unit{n}-mask")
-                with gr.Column(min_width=200):
-                    self.weight = gr.Slider(0, limits.MAX_WEIGHT, value=1.0, step=0.05, label="Weight")
+                with gr.Column(min_width=180):
+                    self.weight = gr.Slider(0, limits.MAX_WEIGHT, value=1.0, step=0.05, label="Weight",
+                                            elem_id=f"unit{n}-weight")
                     self.start = gr.Slider(0, 1, value=0.0, step=0.01, label="Start (fraction of steps)")
                     self.end = gr.Slider(0, 1, value=1.0, step=0.01, label="End")
-            with gr.Row(equal_height=True):
-                self.mode = gr.Radio(MODE_LABELS, value="balanced", label="Control mode", min_width=300)
-                self.resize_mode = gr.Dropdown(RESIZE_LABELS, value="crop", label="Resize mode", min_width=140)
+                with gr.Column(min_width=160):
+                    self.mode = gr.Dropdown(MODE_LABELS, value="balanced", label="Control mode")
+                    self.resize_mode = gr.Dropdown(RESIZE_LABELS, value="crop", label="Resize mode")
             with gr.Accordion("Annotator parameters", open=False):
                 self.params = ParamPanel(None)
             self.fidelity = gr.Markdown("", elem_id=f"unit{n}-fidelity", elem_classes=["fidelity"])

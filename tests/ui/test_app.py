@@ -1,0 +1,50 @@
+import ast
+import urllib.request
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from ui import app
+
+UI = Path(__file__).resolve().parents[2] / "ui"
+
+
+def test_defaults_bind_localhost_on_7860():
+    args = app.parse_args([])
+    assert (args.listen, args.port, args.auth) == (False, 7860, None)
+
+
+def test_flags():
+    args = app.parse_args(["--listen", "--port", "9000", "--auth", "ann:s3:cret", "--models-dir", "m"])
+    assert (args.listen, args.port, args.auth, args.models_dir) == (True, 9000, ("ann", "s3:cret"), "m")
+
+
+@pytest.mark.parametrize("argv", [["--auth", "nopass"], ["--auth", ":x"], ["--port", "0"]])
+def test_bad_flags_are_refused(argv):
+    with pytest.raises(SystemExit):
+        app.parse_args(argv)
+
+
+def test_ui_never_imports_torch():
+    for path in UI.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n == "torch" or n.startswith("torch.") for n in names), path.name
+
+
+def test_auth_guards_the_page(monkeypatch, tmp_path):
+    from tests.ui.studio_server import free_port
+    with gr.Blocks() as blocks:
+        gr.Markdown("hello")
+    port = free_port()
+    url = app.launch(blocks, port=port, auth=("ann", "secret"), block=False)
+    try:
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/config") as r:
+            pytest.fail(f"the config was served without a login: {r.status}")
+    except urllib.error.HTTPError as e:
+        assert e.code in (401, 403)
+    finally:
+        blocks.close()
