@@ -152,11 +152,11 @@ def diffusers_runner(parts, n, windows, compiled):
     return run
 
 
-def engine_runner(parts, n, windows, fast, cudnn_benchmark=True):
+def engine_runner(parts, n, windows, fast, cudnn_benchmark=True, compile=False):
     unet, vae, te, tok, nets, sched = parts
     m = ModelManager(device="cuda", dtype=unet.dtype, fast=fast)
     if fast:
-        m.predictor = GraphedPredictor(cudnn_benchmark=cudnn_benchmark)
+        m.predictor = GraphedPredictor(cudnn_benchmark=cudnn_benchmark, compile=compile)
     else:
         torch.backends.cudnn.benchmark = False
     m.add(Backbone("bench", unet, vae, te, tok, sched))
@@ -192,6 +192,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--variants", action="store_true", help="also time the fast path without NHWC / cudnn.benchmark")
+    ap.add_argument("--compile-fast", action="store_true", help="also time the fast path with torch.compile")
     ap.add_argument("--cases", default="", help="comma-separated case names (default: all)")
     ap.add_argument("--compile-cases", default="1 unit,3 units")
     ap.add_argument("--out", default=str(ROOT / "bench"))
@@ -217,8 +218,21 @@ def main():
         row["engine_fast"]["captures"] = fast.manager.predictor.captures
         row["engine_fast"]["capture_s"] = fast.manager.predictor.capture_seconds
         b = fast()
+        if args.compile_fast:
+            compiled = engine_runner(parts, n, windows, True, True, True)
+            t0 = time.perf_counter()
+            compiled()                       # first image: served by the plain graph
+            first = time.perf_counter() - t0
+            compiled.manager.predictor.wait_compiled()
+            ready = time.perf_counter() - t0
+            row["engine_fast_compiled"] = timed(compiled, args.runs)
+            row["engine_fast_compiled"].update(first_image_s=first, compiled_ready_s=ready)
+            c = compiled()
         layout(parts, n, channels_last=False)
         a = eager()
+        if args.compile_fast:
+            parity[name + " (compiled)"] = {"mean_abs_px": float(np.abs(a - c).mean() * 255),
+                                            "max_abs_px": float(np.abs(a - c).max() * 255)}
         parity[name] = {"mean_abs_px": float(np.abs(a - b).mean() * 255), "max_abs_px": float(np.abs(a - b).max() * 255)}
         torch.cuda.empty_cache()
         results["cases"][name] = row

@@ -83,7 +83,7 @@ def controlnet_forward(net, sample, timestep, text, embedding):
     return downs, net.controlnet_mid_block(h)
 
 
-def unit_residuals(unit: PreparedUnit, latents_in, timestep, text, cfg: bool):
+def unit_residuals(unit: PreparedUnit, latents_in, timestep, text, cfg: bool, forward=controlnet_forward):
     """This unit's scaled residuals for the UNet batch. With CFG the batch is
     [unconditional, conditional]; a `control`-mode unit runs on the conditional half only
     and contributes zeros to the other, as diffusers' guess_mode does."""
@@ -91,7 +91,7 @@ def unit_residuals(unit: PreparedUnit, latents_in, timestep, text, cfg: bool):
     if cfg and unit.cond_only:
         x, txt = latents_in.chunk(2)[1], text.chunk(2)[1]
     emb = unit.embedding.expand(x.shape[0], -1, -1, -1)
-    downs, mid = controlnet_forward(unit.net, x, timestep, txt, emb)
+    downs, mid = forward(unit.net, x, timestep, txt, emb)
     scales = unit.scales
     out = [r * scales[i] for i, r in enumerate(downs)] + [mid * scales[-1]]
     if unit.pooled:
@@ -104,12 +104,12 @@ def unit_residuals(unit: PreparedUnit, latents_in, timestep, text, cfg: bool):
     return out
 
 
-def combined_residuals(units, latents_in, timestep, text, cfg: bool):
+def combined_residuals(units, latents_in, timestep, text, cfg: bool, forward=controlnet_forward):
     """Sum of the given units' residuals, or (None, None) when there are none. The caller
     passes only the units inside their window at this step: the others are not called at all."""
     total = None
     for unit in units:
-        res = unit_residuals(unit, latents_in, timestep, text, cfg)
+        res = unit_residuals(unit, latents_in, timestep, text, cfg, forward)
         total = res if total is None else [a + b for a, b in zip(total, res)]
     if total is None:
         return None, None

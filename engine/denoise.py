@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.utils.torch_utils import randn_tensor
 
-from .control import combined_residuals, in_window
+from .control import combined_residuals, controlnet_forward, in_window
 from .images import resize
 from .models import Backbone
 from .prompt import encode_prompts
@@ -27,11 +27,11 @@ def _image_tensor(image: np.ndarray, width: int, height: int, device, dtype) -> 
     return t.to(device=device, dtype=dtype)
 
 
-def predict_noise(unet, units: list, x_in, t, text, cfg_scale: float | None):
+def predict_noise(unet, units: list, x_in, t, text, cfg_scale: float | None, cn_forward=controlnet_forward):
     """One step's noise prediction: the locked UNet plus the given (active) units' residuals,
     then classifier-free guidance when cfg_scale is given. engine.fast captures this same
     function in a CUDA graph."""
-    downs, mid = combined_residuals(units, x_in, t, text, cfg_scale is not None)
+    downs, mid = combined_residuals(units, x_in, t, text, cfg_scale is not None, cn_forward)
     noise_pred = unet(x_in, t, encoder_hidden_states=text, down_block_additional_residuals=downs,
                       mid_block_additional_residual=mid, return_dict=False)[0]
     if cfg_scale is not None:

@@ -34,7 +34,7 @@ class ModelManager:
         self.predictor = None
         if fast:
             from .fast import GraphedPredictor
-            self.predictor = GraphedPredictor()
+            self.predictor = GraphedPredictor(compile=os.environ.get("CNSTUDIO_COMPILE", "1") != "0")
         self.max_backbones, self.max_controlnets = max_backbones, max_controlnets
         self.loads: Counter = Counter()
         self._backbones: OrderedDict[str, Backbone] = OrderedDict()
@@ -50,6 +50,7 @@ class ModelManager:
             parts = sources.load_backbone_components(source, dtype=self.dtype, device=self.device)
             for m in (parts["unet"], parts["vae"], parts["text_encoder"]):
                 m.requires_grad_(False).eval()
+            self._for_fast_path(parts["unet"])
             bb = Backbone(source, parts["unet"], parts["vae"], parts["text_encoder"], parts["tokenizer"],
                           dict(parts["scheduler_config"]))
             self.loads["backbone", source] += 1
@@ -65,6 +66,7 @@ class ModelManager:
                 from . import sources
                 net = sources.load_controlnet_model(source, dtype=self.dtype, device=self.device)
                 net.requires_grad_(False).eval()
+                self._for_fast_path(net)
                 cm = ControlModel(source, net, sources.condition_kind(source))
                 self.loads["controlnet", source] += 1
                 self._controlnets[source] = cm
@@ -74,6 +76,11 @@ class ModelManager:
         if backbone is not None:
             check_fits(cm, backbone)
         return cm
+
+    def _for_fast_path(self, module) -> None:
+        if self.predictor is not None:
+            from .fast import prepare_module
+            prepare_module(module)
 
     def add(self, model: Backbone | ControlModel) -> None:
         """Register a model built in memory (tests, training previews) under its source name."""

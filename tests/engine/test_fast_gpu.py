@@ -5,6 +5,7 @@ import torch
 
 from engine import ControlUnit, GenerationRequest
 from engine.generate import render
+from engine.fast import GraphedPredictor
 from engine.manager import ModelManager
 from engine.models import Backbone, ControlModel
 from tests.tiny_models import tiny_backbone_parts, tiny_controlnet
@@ -12,7 +13,7 @@ from tests.tiny_models import tiny_backbone_parts, tiny_controlnet
 pytestmark = pytest.mark.gpu
 
 
-def _managers():
+def _managers(compile=False):
     parts = tiny_backbone_parts(0)
     nets = [tiny_controlnet(parts["unet"], seed=s) for s in (1, 2, 3)]
     for m in (parts["unet"], parts["vae"], parts["text_encoder"], *nets):
@@ -20,6 +21,8 @@ def _managers():
     out = []
     for fast in (False, True):
         mgr = ModelManager(device="cuda", dtype=torch.float16, fast=fast)
+        if fast:
+            mgr.predictor = GraphedPredictor(compile=compile)
         mgr.add(Backbone("tiny", parts["unet"], parts["vae"], parts["text_encoder"], parts["tokenizer"],
                          parts["scheduler_config"]))
         for i, net in enumerate(nets):
@@ -49,3 +52,16 @@ def test_fast_path_matches_eager_and_does_not_recapture(control_maps):
         a, b = render(req, eager)[0], render(req, fast)[0]
         assert np.abs(a - b).mean() * 255 <= 1.0
     assert fast.predictor.captures == captured, "a new seed, weight, prompt or window captured new graphs"
+
+
+def test_compiled_fast_path_serves_at_once_then_matches_eager(control_maps):
+    eager, fast = _managers(compile=True)
+    req = _req(control_maps)
+    first = render(req, fast)[0]                      # served by the plain graphs while compiling
+    assert not any(g.compiled for g in fast.predictor._graphs.values())
+    fast.predictor.wait_compiled()
+    assert all(g.compiled for g in fast.predictor._graphs.values())
+    a, b = render(req, eager)[0], render(req, fast)[0]
+    diff = np.abs(a - b) * 255
+    print(f"compiled: mean {diff.mean():.4f} px, max {diff.max():.3f} px")
+    assert diff.mean() <= 1.0 and np.abs(first - a).mean() * 255 <= 1.0
