@@ -120,10 +120,14 @@ PUBLIC = ("generate", "annotate", "interrupt", "models", "annotators")
 
 
 def hide_gui_events(blocks: gr.Blocks) -> None:
-    """Keep the GUI's own handlers out of the API: clients see only the endpoints above."""
+    """Keep the GUI's own handlers out of the API (clients see only the endpoints above), and
+    keep Gradio's per-component spinner and "Error" cover off the page: it hides what the
+    artist made until the next update, while errors already show as messages and generation
+    has its own progress bar."""
     for fn in blocks.fns.values():
         if fn.api_name not in PUBLIC:
             fn.api_visibility = "private"
+            fn.show_progress = "hidden"
 
 
 def _typed(fn, returns):

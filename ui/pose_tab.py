@@ -157,7 +157,7 @@ class PoseTab:
         with gr.Accordion("Detect from a photo", open=False):
             with gr.Row():
                 self.photo = gr.Image(label="Photo of people", type="numpy", sources=["upload", "clipboard"],
-                                      height=220)
+                                      elem_id="pose-tab-photo", height=220)
                 self.detect = gr.Button("Detect pose", size="sm")
         self.picture = self.map  # what a unit reading "pose" re-annotates
 

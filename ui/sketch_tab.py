@@ -65,7 +65,7 @@ class SketchTab:
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=280):
                 self.canvas = gr.ImageEditor(
-                    label="Sketch (pick the brush, draw; drop a picture to trace over)", type="numpy",
+                    label="Sketch: pick the brush and draw", type="numpy",
                     image_mode="RGBA", sources=("upload", "clipboard"), canvas_size=(512, 512), layers=False,
                     brush=BRUSH, eraser=gr.Eraser(default_size=16), transforms=(), format="png",
                     elem_id="sketch", height=420)

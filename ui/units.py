@@ -28,7 +28,7 @@ class Unit:
     def __init__(self, index: int, controlnets: list[str], visible: bool):
         self.index = index
         n = index + 1
-        with gr.Group(visible=visible, elem_id=f"unit{n}") as self.box:
+        with gr.Column(visible=visible, variant="panel", elem_id=f"unit{n}", elem_classes=["unit"]) as self.box:
             with gr.Row(equal_height=True):
                 self.enabled = gr.Checkbox(False, label=f"Unit {n}: enable", min_width=110, elem_id=f"unit{n}-enabled")
                 self.source = gr.Dropdown(SOURCES, value=AS_IS, label="Reads", min_width=110,
@@ -40,7 +40,7 @@ class Unit:
                                          or (controlnets[0] if controlnets else None),
                                          label="Control model", allow_custom_value=True, min_width=150,
                                          elem_id=f"unit{n}-model")
-            with gr.Row(equal_height=True):
+            with gr.Row(equal_height=False):
                 self.map = gr.Image(label="Control map", type="numpy", format="png", sources=["upload", "clipboard"],
                                     height=150, min_width=120, elem_id=f"unit{n}-map")
                 self.mask = gr.Image(label="Mask (white: act here)", type="numpy", format="png",
