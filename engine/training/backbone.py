@@ -1,0 +1,308 @@
+"""Training the demo backbone from scratch on the world: first the VAE (pixels <-> 4x16x16
+latents), then the UNet and the text encoder together on the VAE's latents (noise prediction,
+min-SNR weighting, 10% empty captions so CFG works, EMA weights). Each stage checkpoints and
+resumes, so it can be run in slices of a few minutes. `assemble` writes the locked backbone
+as a diffusers pipeline folder in fp16."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import architecture, checkpoints, data, vocab, world
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    work_dir: str
+    seed: int = 0
+    tiny: bool = False
+    vae_steps: int = 1200
+    vae_batch: int = 64
+    vae_lr: float = 5e-4
+    unet_steps: int = 4000
+    unet_batch: int = 128
+    unet_lr: float = 3e-4
+    warmup: int = 200
+    caption_dropout: float = 0.1
+    junk_word_p: float = 0.1       # captions with a made-up word, so unknown words learn to mean nothing
+    ema_decay: float = 0.999
+    min_snr: float = 5.0
+    workers: int = 8
+    checkpoint_every: int = 500
+    log_every: int = 100
+
+    @property
+    def size(self) -> int:
+        return 64 if self.tiny else architecture.IMAGE_SIZE
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _autocast(device: torch.device):
+    import contextlib
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up, then cosine down to a tenth."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def tokenizer_for(cfg: BackboneConfig):
+    return vocab.build_tokenizer(world.vocabulary())
+
+
+def _stage_dir(cfg: BackboneConfig, name: str) -> Path:
+    return Path(cfg.work_dir) / name
+
+
+def _done(folder: Path) -> dict | None:
+    p = folder / "DONE.json"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def _finish(folder: Path, info: dict) -> dict:
+    (folder / "DONE.json").write_text(json.dumps(info, indent=1))
+    return info
+
+
+def _time_left(started: float, budget: float | None, done: int, extra: float = 15.0) -> bool:
+    if budget is None:
+        return True
+    elapsed = time.monotonic() - started
+    return elapsed + 2 * elapsed / max(1, done) + extra < budget
+
+
+def train_vae(cfg: BackboneConfig, max_seconds: float | None = None) -> dict | None:
+    """The VAE stage; returns its summary when finished, None when the time ran out first."""
+    from diffusers import AutoencoderKL
+    folder = _stage_dir(cfg, "vae")
+    if _done(folder):
+        return _done(folder)
+    device, started = _device(), time.monotonic()
+    ckpt = checkpoints.latest(folder)
+    if ckpt is not None:
+        vae = AutoencoderKL.from_pretrained(str(ckpt / "vae"))
+        start = checkpoints.read_state(ckpt)["step"]
+    else:
+        torch.manual_seed(cfg.seed)
+        vae, start = architecture.make_vae(cfg.tiny), 0
+    vae.to(device).train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=1e-4)
+    if ckpt is not None:
+        checkpoints.load_optimizer(ckpt, opt)
+    batches = iter(data.loader(data.WorldDataset(None, cfg.size, seed=cfg.seed + 1), cfg.vae_batch, start,
+                               workers=cfg.workers))
+    step, l1_ema = start, None
+    while step < cfg.vae_steps:
+        for group in opt.param_groups:
+            group["lr"] = cfg.vae_lr * _lr_factor(step, cfg.vae_steps, cfg.warmup)
+        x = next(batches)["pixel_values"].to(device, non_blocking=True)
+        g = torch.Generator(device).manual_seed(cfg.seed * 7919 + step)
+        with _autocast(device):
+            dist = vae.encode(x).latent_dist
+            y = vae.decode(dist.sample(g)).sample.float()
+        l1 = (y - x).abs().mean()
+        # Edges are what ControlNets follow: weigh the pictures' gradients as much as their values.
+        grad = ((y[..., 1:, :] - y[..., :-1, :]) - (x[..., 1:, :] - x[..., :-1, :])).abs().mean() + \
+               ((y[..., 1:] - y[..., :-1]) - (x[..., 1:] - x[..., :-1])).abs().mean()
+        loss = l1 + 0.5 * grad + 1e-6 * dist.kl().mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        l1_ema = l1.item() if l1_ema is None else 0.98 * l1_ema + 0.02 * l1.item()
+        if step % cfg.log_every == 0:
+            print(f"vae step {step}/{cfg.vae_steps} L1 {l1_ema:.4f} {time.monotonic() - started:.0f}s", flush=True)
+        if step < cfg.vae_steps and (step % cfg.checkpoint_every == 0 or not _time_left(started, max_seconds, step - start)):
+            checkpoints.save(folder, step, {"vae": vae}, opt,
+                             {"l1": l1_ema, "seconds_total": _seconds_before(ckpt) + time.monotonic() - started})
+            if not _time_left(started, max_seconds, step - start):
+                return None
+    vae.eval()
+    scale = _latent_scale(vae, cfg, device)
+    vae.register_to_config(scaling_factor=scale)
+    vae.save_pretrained(str(folder / "final"), safe_serialization=True)
+    return _finish(folder, {"steps": step, "l1": l1_ema, "scaling_factor": scale, "batch": cfg.vae_batch,
+                            "seconds": _seconds_before(ckpt) + time.monotonic() - started,
+                            "params": architecture.n_params(vae)})
+
+
+@torch.no_grad()
+def _latent_scale(vae, cfg: BackboneConfig, device) -> float:
+    """1 / std of the latents over held-out pictures, so latents enter the UNet at unit scale."""
+    ds = data.WorldDataset(None, cfg.size, seed=cfg.seed + 99)
+    x = torch.stack([ds[i]["pixel_values"] for i in range(256 if not cfg.tiny else 16)]).to(device)
+    z = torch.cat([vae.encode(c).latent_dist.mean for c in x.split(64)])
+    return float(1.0 / z.std())
+
+
+def junk_word(rng: np.random.Generator) -> str:
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    known = set(world.vocabulary())
+    while True:
+        w = "".join(rng.choice(list(letters), size=int(rng.integers(3, 8))))
+        if w not in known:
+            return w
+
+
+def _captions(captions: list[str], cfg: BackboneConfig, step: int) -> list[str]:
+    rng = np.random.default_rng([cfg.seed, step, 0xCA9])
+    out = []
+    for c in captions:
+        u = rng.random()
+        if u < cfg.caption_dropout:
+            out.append("")
+            continue
+        if u < cfg.caption_dropout + cfg.junk_word_p:
+            words = c.split()
+            words.insert(int(rng.integers(0, len(words) + 1)), junk_word(rng))
+            c = " ".join(words)
+        out.append(c)
+    return out
+
+
+class EMA:
+    """Exponential moving average of parameters (kept in float32 beside the model)."""
+
+    def __init__(self, modules: list[torch.nn.Module], decay: float):
+        self.params = [p for m in modules for p in m.parameters()]
+        self.shadow = [p.detach().clone().float() for p in self.params]
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        torch._foreach_mul_(self.shadow, d)
+        torch._foreach_add_(self.shadow, [p.detach().float() for p in self.params], alpha=1 - d)
+
+    @torch.no_grad()
+    def copy_to(self, modules: list[torch.nn.Module]) -> None:
+        params = [p for m in modules for p in m.parameters()]
+        for p, s in zip(params, self.shadow):
+            p.copy_(s.to(p.dtype))
+
+
+def train_unet(cfg: BackboneConfig, max_seconds: float | None = None) -> dict | None:
+    """The UNet + text encoder stage (needs the VAE stage); None when the time ran out first."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
+    folder = _stage_dir(cfg, "unet")
+    if _done(folder):
+        return _done(folder)
+    device, started = _device(), time.monotonic()
+    vae = AutoencoderKL.from_pretrained(str(_stage_dir(cfg, "vae") / "final")).to(device).eval().requires_grad_(False)
+    tokenizer = tokenizer_for(cfg)
+    ckpt = checkpoints.latest(folder)
+    if ckpt is not None:
+        unet = UNet2DConditionModel.from_pretrained(str(ckpt / "unet"))
+        text_encoder = CLIPTextModel.from_pretrained(str(ckpt / "text_encoder"))
+        start = checkpoints.read_state(ckpt)["step"]
+    else:
+        torch.manual_seed(cfg.seed + 1)
+        text_encoder = architecture.make_text_encoder(tokenizer, cfg.tiny)
+        unet = architecture.make_unet(text_encoder.config.hidden_size, cfg.tiny)
+        start = 0
+    unet.to(device).train()
+    text_encoder.to(device).train()
+    modules = [unet, text_encoder]
+    ema = EMA(modules, cfg.ema_decay)
+    if ckpt is not None:
+        ema_unet = UNet2DConditionModel.from_pretrained(str(ckpt / "unet_ema"))
+        ema_te = CLIPTextModel.from_pretrained(str(ckpt / "text_encoder_ema"))
+        ema.shadow = [p.detach().float().to(device) for m in (ema_unet, ema_te) for p in m.parameters()]
+    opt = torch.optim.AdamW([p for m in modules for p in m.parameters()], lr=cfg.unet_lr, weight_decay=1e-2)
+    if ckpt is not None:
+        checkpoints.load_optimizer(ckpt, opt)
+    sched = DDPMScheduler.from_config(architecture.SCHEDULER_CONFIG)
+    alphas = sched.alphas_cumprod.to(device)
+    batches = iter(data.loader(data.WorldDataset(None, cfg.size, seed=cfg.seed + 2), cfg.unet_batch, start,
+                               workers=cfg.workers))
+    scale = vae.config.scaling_factor
+    step, loss_ema = start, None
+    while step < cfg.unet_steps:
+        for group in opt.param_groups:
+            group["lr"] = cfg.unet_lr * _lr_factor(step, cfg.unet_steps, cfg.warmup)
+        batch = next(batches)
+        x = batch["pixel_values"].to(device, non_blocking=True)
+        ids = data.tokenize(tokenizer, _captions(batch["caption"], cfg, step)).to(device)
+        g = torch.Generator(device).manual_seed(cfg.seed * 7919 + step)
+        with torch.no_grad(), _autocast(device):
+            latents = vae.encode(x).latent_dist.sample(g).float() * scale
+        noise = torch.randn(latents.shape, generator=g, device=device)
+        t = torch.randint(0, sched.config.num_train_timesteps, (x.shape[0],), generator=g, device=device)
+        a = alphas[t].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+        with _autocast(device):
+            text = text_encoder(ids)[0]
+            pred = unet(noisy, t, encoder_hidden_states=text, return_dict=False)[0].float()
+        snr = alphas[t] / (1 - alphas[t])
+        weight = torch.clamp(snr, max=cfg.min_snr) / snr       # min-SNR-gamma for noise prediction
+        loss = (weight * F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for m in modules for p in m.parameters()], 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        ema.update(step)
+        loss_ema = loss.item() if loss_ema is None else 0.98 * loss_ema + 0.02 * loss.item()
+        if step % cfg.log_every == 0:
+            print(f"unet step {step}/{cfg.unet_steps} loss {loss_ema:.4f} {time.monotonic() - started:.0f}s", flush=True)
+        out_of_time = not _time_left(started, max_seconds, step - start, extra=25.0)
+        if step < cfg.unet_steps and (step % cfg.checkpoint_every == 0 or out_of_time):
+            _save_unet_checkpoint(folder, step, unet, text_encoder, ema, opt, loss_ema,
+                                  _seconds_before(ckpt) + time.monotonic() - started)
+            if out_of_time:
+                return None
+    ema.copy_to(modules)
+    unet.save_pretrained(str(folder / "final" / "unet"), safe_serialization=True)
+    text_encoder.save_pretrained(str(folder / "final" / "text_encoder"), safe_serialization=True)
+    return _finish(folder, {"steps": step, "loss": loss_ema, "batch": cfg.unet_batch,
+                            "seconds": _seconds_before(ckpt) + time.monotonic() - started,
+                            "unet_params": architecture.n_params(unet),
+                            "text_encoder_params": architecture.n_params(text_encoder)})
+
+
+def _seconds_before(ckpt: Path | None) -> float:
+    return float(checkpoints.read_state(ckpt).get("seconds_total", 0.0)) if ckpt is not None else 0.0
+
+
+def _save_unet_checkpoint(folder, step, unet, text_encoder, ema, opt, loss_ema, seconds_total) -> None:
+    import copy
+    ema_unet, ema_te = copy.deepcopy(unet), copy.deepcopy(text_encoder)
+    ema.copy_to([ema_unet, ema_te])
+    checkpoints.save(folder, step, {"unet": unet, "text_encoder": text_encoder, "unet_ema": ema_unet,
+                                    "text_encoder_ema": ema_te}, opt,
+                     {"loss": loss_ema, "seconds_total": seconds_total})
+
+
+def assemble(cfg: BackboneConfig, out: str | Path) -> Path:
+    """Write the trained backbone as a diffusers StableDiffusionPipeline folder in fp16."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+    out = Path(out)
+    final = _stage_dir(cfg, "unet") / "final"
+    dtype = torch.float16
+    pipe = StableDiffusionPipeline(
+        vae=AutoencoderKL.from_pretrained(str(_stage_dir(cfg, "vae") / "final"), torch_dtype=dtype),
+        text_encoder=CLIPTextModel.from_pretrained(str(final / "text_encoder"), torch_dtype=dtype),
+        tokenizer=tokenizer_for(cfg),
+        unet=UNet2DConditionModel.from_pretrained(str(final / "unet"), torch_dtype=dtype),
+        scheduler=DDIMScheduler.from_config(architecture.SCHEDULER_CONFIG),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(str(out), safe_serialization=True)
+    vocab.save_tokenizer(world.vocabulary(), out / "tokenizer")
+    return out

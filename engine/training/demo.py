@@ -1,0 +1,152 @@
+"""`train-demo`: rebuild the embedded demo model from a fixed seed, in resumable stages.
+
+Stages run in order: the VAE, the backbone (UNet + text encoder), then one ControlNet per
+condition. Each call works for at most `max_minutes`, checkpoints, and stops; calling again
+resumes where it stopped (`models/.cache/demo-training` keeps the work). Finished models go
+to `models/demo/` in fp16, with `manifest.json` (each file's sha256, stage steps and times, GPU).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import backbone as bb
+from . import world
+from .controlnet import TrainConfig, train
+
+
+@dataclass(frozen=True)
+class ControlNetPlan:
+    kind: str
+    steps: int = 1500
+    batch: int = 64
+    lr: float = 1e-4
+    eval_every: int = 250
+    eval_count: int = 16
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    backbone: bb.BackboneConfig
+    controlnets: tuple[ControlNetPlan, ...]
+    seed: int = 0
+    workers: int = 8
+
+
+def plan(work_dir: str | Path, tiny: bool = False, kinds: tuple[str, ...] = ("scribble", "canny"),
+         workers: int = 8) -> DemoPlan:
+    """The demo's recipe. `tiny` is the same pipeline at test size (minutes on a CPU)."""
+    if tiny:
+        cfg = bb.BackboneConfig(str(work_dir), tiny=True, vae_steps=6, vae_batch=4, unet_steps=6, unet_batch=4,
+                                warmup=2, workers=0, checkpoint_every=3, log_every=2)
+        nets = tuple(ControlNetPlan(k, steps=4, batch=2, eval_every=2, eval_count=1) for k in kinds)
+        return DemoPlan(cfg, nets, workers=0)
+    cfg = bb.BackboneConfig(str(work_dir), workers=workers)
+    return DemoPlan(cfg, tuple(ControlNetPlan(k) for k in kinds), workers=workers)
+
+
+def stage_names(p: DemoPlan) -> list[str]:
+    return ["vae", "backbone"] + [f"controlnet-{c.kind}" for c in p.controlnets]
+
+
+def _controlnet_config(p: DemoPlan, c: ControlNetPlan, out: Path, budget: float | None) -> TrainConfig:
+    return TrainConfig(
+        backbone=str(out / "backbone"), output_dir=str(Path(p.backbone.work_dir) / f"controlnet-{c.kind}"),
+        kind=c.kind, batch_size=c.batch, learning_rate=c.lr, steps=c.steps, prompt_dropout=0.5,
+        checkpoint_every=500, eval_every=c.eval_every, eval_count=c.eval_count,
+        eval_steps=2 if p.backbone.tiny else 20, seed=p.seed + 10, max_seconds=budget, workers=p.workers,
+        log_every=2 if p.backbone.tiny else 100)
+
+
+def _run_stage(name: str, p: DemoPlan, out: Path, budget: float | None) -> dict | None:
+    work = Path(p.backbone.work_dir)
+    if name == "vae":
+        return bb.train_vae(p.backbone, budget)
+    if name == "backbone":
+        info = bb.train_unet(p.backbone, budget)
+        if info is not None and not (out / "backbone" / "model_index.json").is_file():
+            bb.assemble(p.backbone, out / "backbone")
+        return info
+    kind = name.split("-", 1)[1]
+    done = work / name / "DONE.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    c = next(c for c in p.controlnets if c.kind == kind)
+    final = train(_controlnet_config(p, c, out, budget))
+    if final.name != "controlnet":
+        return None
+    _save_fp16_controlnet(final, out / name)
+    info = json.loads((final.parent / "summary.json").read_text())
+    done.write_text(json.dumps(info, indent=1))
+    return info
+
+
+def _save_fp16_controlnet(folder: Path, dest: Path) -> None:
+    from diffusers import ControlNetModel
+    net = ControlNetModel.from_pretrained(str(folder), torch_dtype=torch.float16)
+    net.save_pretrained(str(dest), safe_serialization=True)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(out: Path, stages: dict) -> Path:
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name not in ("manifest.json", "README.md")
+                   and not p.name.endswith(".png"))
+    manifest = {
+        "seed": 0, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "torch": torch.__version__, "stages": stages, "vocabulary": world.vocabulary(),
+        "files": {str(p.relative_to(out)): {"bytes": p.stat().st_size, "sha256": sha256(p)} for p in files},
+        "total_bytes": sum(p.stat().st_size for p in files),
+    }
+    path = out / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=1))
+    return path
+
+
+def train_demo(out: str | Path = "models/demo", work_dir: str | Path = "models/.cache/demo-training",
+               max_minutes: float = 8.0, stages: list[str] | None = None, tiny: bool = False,
+               workers: int = 8) -> bool:
+    """Run the demo's stages for at most `max_minutes`; True when every stage is finished."""
+    out, started = Path(out), time.monotonic()
+    p = plan(work_dir, tiny=tiny, workers=workers)
+    names = stage_names(p)
+    unknown = set(stages or []) - set(names)
+    if unknown:
+        raise ValueError(f"unknown stage(s) {', '.join(sorted(unknown))}; the stages are: {', '.join(names)}")
+    wanted = [n for n in names if not stages or n in stages]
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = Path(work_dir) / "stages.json"
+    log = json.loads(log_path.read_text()) if log_path.is_file() else {}
+    budget = max_minutes * 60.0
+    for name in wanted:
+        left = budget - (time.monotonic() - started)
+        if left < 30:
+            print(f"train-demo: {max_minutes} minutes used; run again to continue from stage {name}", flush=True)
+            return False
+        print(f"train-demo: stage {name} ({left:.0f}s left in this call)", flush=True)
+        t0 = time.monotonic()
+        info = _run_stage(name, p, out, left)
+        entry = log.setdefault(name, {"calls": []})
+        entry["calls"].append(round(time.monotonic() - t0, 1))
+        if info is None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_path.write_text(json.dumps(log, indent=1))
+            print(f"train-demo: stage {name} paused at its time limit; run again to resume", flush=True)
+            return False
+        entry["result"] = info
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(json.dumps(log, indent=1))
+    write_manifest(out, log)
+    print(f"train-demo: done; models in {out}", flush=True)
+    return True
