@@ -23,10 +23,10 @@ class BackboneConfig:
     work_dir: str
     seed: int = 0
     tiny: bool = False
-    vae_steps: int = 1200
+    vae_steps: int = 1000
     vae_batch: int = 64
     vae_lr: float = 5e-4
-    unet_steps: int = 4000
+    unet_steps: int = 3000
     unet_batch: int = 128
     unet_lr: float = 3e-4
     warmup: int = 200

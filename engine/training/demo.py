@@ -23,10 +23,10 @@ from .controlnet import TrainConfig, train
 @dataclass(frozen=True)
 class ControlNetPlan:
     kind: str
-    steps: int = 1500
+    steps: int = 1200
     batch: int = 64
     lr: float = 1e-4
-    eval_every: int = 250
+    eval_every: int = 200
     eval_count: int = 16
 
 
