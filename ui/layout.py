@@ -44,13 +44,13 @@ def build_app() -> gr.Blocks:
                 panel = GeneratePanel(installed["backbones"])
         api.register_endpoints()
 
+        for buttons in (sketch_send, pose_send, upload_send):
+            for i, button in enumerate(buttons):
+                stack.follow(i, button)
         for tab in (sketch, pose, upload):
             tab.wire()
         stack.wire([sketch.canvas, pose.map, upload.photo, panel.last_output])
         panel.wire()
-        for buttons in (sketch_send, pose_send, upload_send):
-            for i, button in enumerate(buttons):
-                stack.follow(i, button)
         _wire_sends(stack, sketch, sketch_send, "sketch")
         _wire_sends(stack, upload, upload_send, "upload")
         _wire_sends(stack, pose, pose_send, "pose")

@@ -49,6 +49,33 @@ def _on_white(rgba: np.ndarray) -> np.ndarray:
     return rgba[..., :3] if rgba.ndim == 3 else np.repeat(rgba[..., None], 3, 2)
 
 
+def resized_canvas(value: dict | None, size: str) -> dict:
+    """The editor's value on a canvas of `size` ("WxH"): what is there stays at the centre, the
+    new border is blank paper, and a smaller canvas crops (as a painting program's canvas size)."""
+    w, h = parse_size(size)
+    value = value or {}
+
+    def place(picture, fill):
+        out = np.full((h, w, 4), fill, np.uint8)
+        if picture is None:
+            return out
+        a = np.asarray(picture)
+        if a.ndim == 2:
+            a = np.repeat(a[..., None], 3, 2)
+        if a.shape[2] == 3:
+            a = np.concatenate([a, np.full(a.shape[:2] + (1,), 255, np.uint8)], axis=2)
+        ph, pw = a.shape[:2]
+        y, x = (h - ph) // 2, (w - pw) // 2
+        sy, sx = max(0, -y), max(0, -x)
+        dy, dx = max(0, y), max(0, x)
+        ch, cw = min(ph - sy, h - dy), min(pw - sx, w - dx)
+        out[dy:dy + ch, dx:dx + cw] = a[sy:sy + ch, sx:sx + cw]
+        return out
+
+    layers = [place(layer, 0) for layer in value.get("layers") or [] if layer is not None]
+    return {"background": place(value.get("background"), 255), "layers": layers, "composite": None}
+
+
 def annotated(picture: np.ndarray | None, annotator: str | None, params: dict) -> np.ndarray | None:
     """The map of `picture`: the annotator's, or the picture itself for "none"."""
     if picture is None:
@@ -104,4 +131,4 @@ class SketchTab:
         for widget in self.params.widgets:
             event = widget.release if isinstance(widget, gr.Slider) else widget.input
             event(make, self.map_inputs(), [self.map], trigger_mode="always_last")
-        self.size.input(shown(lambda s: gr.update(canvas_size=parse_size(s))), [self.size], [self.canvas])
+        self.size.input(shown(resized_canvas), [self.canvas, self.size], [self.canvas])

@@ -38,13 +38,19 @@ def _record_timing(name: str, seconds: float, real_demo: bool) -> None:
 
 def test_a_stroke_on_the_sketch_canvas_shows_its_scribble_map(page):
     draw_circle(page)
-    wait_new_image(page, "#sketch-map", None)
+    first = wait_new_image(page, "#sketch-map", None)
     lit = image(page, "#sketch-map").max(axis=2) > 127
     h, w = lit.shape
     assert 0.002 < lit.mean() < 0.2, "the scribble map should hold the stroke and little else"
     ys, xs = np.nonzero(lit)
     assert abs(xs.mean() - w / 2) < 0.15 * w and abs(ys.mean() - h / 2) < 0.15 * h  # a ring around the centre
     assert not lit[h // 2 - 5:h // 2 + 5, w // 2 - 5:w // 2 + 5].any()                 # with nothing inside
+
+    page.locator("#tab-sketch").get_by_label("Canvas size").click()
+    page.get_by_role("option", name="768x512").click()
+    wait_new_image(page, "#sketch-map", first)
+    wider = wait_for_picture(page, "#sketch-map", lambda m: m.shape[:2] == (512, 768))
+    assert wider.shape[:2] == (512, 768) and (wider.max(axis=2) > 127).sum() == lit.sum()  # the stroke kept
 
 
 def test_dragging_a_pose_joint_moves_it_on_the_map(page):
@@ -116,6 +122,10 @@ def test_sketch_and_pose_to_an_image_and_back(page, studio, tmp_path):
 
 
 def test_interrupt_ends_a_run_early_and_keeps_its_picture(page):
+    assert not page.locator("#unit4").is_visible()
+    page.locator("#add-unit").click()
+    page.locator("#unit4").wait_for()
+    assert page.locator("#sketch-to-unit4").is_visible()
     open_tab(page, "Pose")
     page.locator("#pose-to-unit1").click()
     wait_new_image(page, "#unit1-map", None)

@@ -35,3 +35,13 @@ def test_the_scribble_map_follows_the_stroke():
     cmap = annotated(drawing(_editor_value()), "scribble", {})
     assert cmap[10:12, 10:45].mean() > 200 and cmap[25:, :].max() == 0
     assert annotated(drawing(_editor_value()), "none", {}) is not None
+
+
+def test_a_new_canvas_size_keeps_the_drawing_centred_on_fresh_paper():
+    from ui.sketch_tab import resized_canvas
+    bigger = resized_canvas(_editor_value(), "100x64")
+    assert bigger["background"].shape == (64, 100, 4) and bigger["layers"][0].shape == (64, 100, 4)
+    paper = drawing(bigger)
+    assert (paper[22:24, 25:70] == 0).all()               # the stroke, moved by the new margins (20, 12)
+    assert (paper[:, :20] == 255).all() and (bigger["background"][:, :20] == 255).all()
+    assert (bigger["background"][12:52, 20:80, 1] == 200).all()   # the picture to trace over, centred too
