@@ -174,3 +174,24 @@ def _png_bytes() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (96, 128), (120, 160, 200)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_a_mask_painted_on_a_units_map_becomes_its_mask(page):
+    open_tab(page, "Pose")
+    page.locator("#pose-to-unit1").click()
+    wait_new_image(page, "#unit1-map", None)
+    page.get_by_text("Paint a mask on a unit's map").click()
+    page.get_by_role("button", name="Load its map").click()
+    page.locator("#mask-painter button[aria-label=Brush]").click()
+    box = page.locator("#mask-painter canvas").first.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] / 2 - 60, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 + 60, y, steps=6)
+    page.mouse.up()
+    page.get_by_role("button", name="Use the painted area as its mask").click()
+    wait_new_image(page, "#unit1-mask", None)
+    mask = image(page, "#unit1-mask").max(axis=2)
+    assert mask.shape == (512, 512) and set(np.unique(mask)) == {0, 255}
+    rows = np.nonzero(mask.max(axis=1))[0]
+    assert 0.01 < (mask > 0).mean() < 0.3 and abs(rows.mean() - 256) < 40   # a band across the middle
