@@ -69,7 +69,8 @@ def parse_params(params: str | dict | None) -> dict:
     try:
         value = json.loads(params)
     except ValueError as e:
-        raise ValueError(f"params_json is not valid JSON ({e}); give an object such as {{\"low_threshold\": 100}}") from None
+        raise ValueError(f"params_json is not valid JSON ({e}); "
+                         'give an object such as {"low_threshold": 100}') from None
     if not isinstance(value, dict):
         raise ValueError("params_json must be a JSON object of parameter names and values")
     return value

@@ -33,7 +33,8 @@ TEMPLATE = """
     <button type="button" data-act="remove" title="Remove the selected person">− person</button>
     <button type="button" data-act="next" title="Select the next person">next person</button>
     <button type="button" data-act="mirror" title="Mirror the selected person left to right">mirror</button>
-    <button type="button" data-act="hide" title="Hide or show the selected joint and the limbs that end at it">hide / show joint</button>
+    <button type="button" data-act="hide"
+            title="Hide or show the selected joint and the limbs that end at it">hide / show joint</button>
   </div>
   <canvas class="pose-canvas" width="512" height="512"></canvas>
   <div class="pose-status"></div>

@@ -174,7 +174,8 @@ class UnitStack:
 
         def picked(annotator, model):
             kind = catalog.annotator_kind(annotator)
-            return [*unit.params.updates(annotator), gr.update(value=catalog.controlnet_for(kind, self.controlnets, model))]
+            model = catalog.controlnet_for(kind, self.controlnets, model)
+            return [*unit.params.updates(annotator), gr.update(value=model)]
 
         inputs = [unit.source, unit.annotator, *unit.params.widgets, *pictures]
         remap = shown(remap)

@@ -83,7 +83,8 @@ def start(extra_args: tuple[str, ...] = ()) -> dict:
         except OSError:
             time.sleep(0.5)
     stop(server)
-    raise RuntimeError(f"the studio did not answer on {url} within {START_TIMEOUT_S} s; log:\n{log.read_text()[-3000:]}")
+    raise RuntimeError(f"the studio did not answer on {url} within {START_TIMEOUT_S} s; "
+                       f"log:\n{log.read_text()[-3000:]}")
 
 
 def stop(server: dict) -> None:

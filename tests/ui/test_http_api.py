@@ -1,6 +1,5 @@
 """The named endpoints, called with gradio_client against the studio started as launch.py starts it."""
 import json
-import threading
 import time
 
 import numpy as np
