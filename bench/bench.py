@@ -152,11 +152,11 @@ def diffusers_runner(parts, n, windows, compiled):
     return run
 
 
-def engine_runner(parts, n, windows, fast, cudnn_benchmark=True, compile=False):
+def engine_runner(parts, n, windows, fast, cudnn_benchmark=True, compile=False, streams=True):
     unet, vae, te, tok, nets, sched = parts
     m = ModelManager(device="cuda", dtype=unet.dtype, fast=fast)
     if fast:
-        m.predictor = GraphedPredictor(cudnn_benchmark=cudnn_benchmark, compile=compile)
+        m.predictor = GraphedPredictor(cudnn_benchmark=cudnn_benchmark, compile=compile, streams=streams)
     else:
         torch.backends.cudnn.benchmark = False
     m.add(Backbone("bench", unet, vae, te, tok, sched))
@@ -210,8 +210,12 @@ def main():
         eager = engine_runner(parts, n, windows, fast=False)
         row["engine_eager"] = timed(eager, args.runs)
         if args.variants:
-            for label, bench_flag, cl in (("graphs only", False, False), ("graphs + cudnn.benchmark", True, False)):
-                row["fast: " + label] = timed(engine_runner(parts, n, windows, True, bench_flag), args.runs)
+            for label, bench_flag in (("graphs only", False), ("graphs + cudnn.benchmark", True)):
+                row["fast: " + label] = timed(engine_runner(parts, n, windows, True, bench_flag, streams=False),
+                                              args.runs)
+            layout(parts, n, channels_last=True)
+            row["fast: graphs + cudnn.benchmark + NHWC"] = timed(engine_runner(parts, n, windows, True, streams=False),
+                                                                 args.runs)
         layout(parts, n, channels_last=True)
         fast = engine_runner(parts, n, windows, fast=True)
         row["engine_fast"] = timed(fast, args.runs)

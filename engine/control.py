@@ -104,13 +104,25 @@ def unit_residuals(unit: PreparedUnit, latents_in, timestep, text, cfg: bool, fo
     return out
 
 
-def combined_residuals(units, latents_in, timestep, text, cfg: bool, forward=controlnet_forward):
+def combined_residuals(units, latents_in, timestep, text, cfg: bool, forward=controlnet_forward, streams=None):
     """Sum of the given units' residuals, or (None, None) when there are none. The caller
-    passes only the units inside their window at this step: the others are not called at all."""
-    total = None
-    for unit in units:
-        res = unit_residuals(unit, latents_in, timestep, text, cfg, forward)
-        total = res if total is None else [a + b for a, b in zip(total, res)]
-    if total is None:
+    passes only the units inside their window at this step: the others are not called at all.
+    With CUDA `streams`, the units run side by side (one stream each) and join before the sum;
+    the sum keeps unit order, so the result equals the serial one."""
+    if not units:
         return None, None
+    if streams and len(units) > 1:
+        main = torch.cuda.current_stream()
+        results = []
+        for unit, stream in zip(units, streams):
+            stream.wait_stream(main)
+            with torch.cuda.stream(stream):
+                results.append(unit_residuals(unit, latents_in, timestep, text, cfg, forward))
+        for stream in streams[:len(units)]:
+            main.wait_stream(stream)
+    else:
+        results = [unit_residuals(unit, latents_in, timestep, text, cfg, forward) for unit in units]
+    total = results[0]
+    for res in results[1:]:
+        total = [a + b for a, b in zip(total, res)]
     return total[:-1], total[-1]

@@ -27,11 +27,12 @@ def _image_tensor(image: np.ndarray, width: int, height: int, device, dtype) -> 
     return t.to(device=device, dtype=dtype)
 
 
-def predict_noise(unet, units: list, x_in, t, text, cfg_scale: float | None, cn_forward=controlnet_forward):
+def predict_noise(unet, units: list, x_in, t, text, cfg_scale: float | None, cn_forward=controlnet_forward,
+                  streams=None):
     """One step's noise prediction: the locked UNet plus the given (active) units' residuals,
     then classifier-free guidance when cfg_scale is given. engine.fast captures this same
     function in a CUDA graph."""
-    downs, mid = combined_residuals(units, x_in, t, text, cfg_scale is not None, cn_forward)
+    downs, mid = combined_residuals(units, x_in, t, text, cfg_scale is not None, cn_forward, streams)
     noise_pred = unet(x_in, t, encoder_hidden_states=text, down_block_additional_residuals=downs,
                       mid_block_additional_residual=mid, return_dict=False)[0]
     if cfg_scale is not None:
@@ -126,6 +127,8 @@ def denoise(backbone: Backbone, units: list, request, width: int, height: int, s
             interrupted = True
             break
 
+    if hasattr(predict, "generation_done"):
+        predict.generation_done()
     images = _decode(backbone, latents)
     if request.inpaint_mask is not None:
         m = resize(np.asarray(request.inpaint_mask), width, height, "just_resize")[None, :, :, None] / 255.0

@@ -11,8 +11,8 @@ into the graph's static inputs on every replay.
 
 With `compile`, torch.compile (inductor, without its own CUDA graphs: ours hold the whole
 step) fuses the memory-bound GroupNorm/SiLU/add chains. Compiling takes about a minute, so it
-runs in a background thread while the plain graph serves; the compiled graph replaces it when
-ready. Parity with the eager path is tested on the GPU (tests/engine/test_fast_gpu.py);
+runs in a background thread after the first generation of a shape, while the plain graph serves; the serving thread captures the compiled
+graph at its next call for that shape. Parity with the eager path is tested on the GPU (tests/engine/test_fast_gpu.py);
 measurements are in bench/RESULTS.md.
 """
 from __future__ import annotations
@@ -53,13 +53,18 @@ def prepare_module(module: torch.nn.Module, channels_last: bool = True) -> torch
 class GraphedPredictor:
     """Drop-in for engine.denoise.predict_noise on CUDA. One per model manager; thread-safe."""
 
-    def __init__(self, max_graphs: int = 64, cudnn_benchmark: bool = True, compile: bool = False):
+    def __init__(self, max_graphs: int = 64, cudnn_benchmark: bool = True, compile: bool = False,
+                 streams: bool = True):
         # Let cuDNN time its convolution algorithms once per shape, during the graph warm-up.
         torch.backends.cudnn.benchmark = cudnn_benchmark
         self._graphs: dict = {}
         self._pool = None
         self._lock = threading.Lock()
-        self._pending: dict[tuple, threading.Thread] = {}
+        self._pending: dict[tuple, object] = {}  # key -> capture args, then its compiling thread
+        self._ready: dict[tuple, tuple] = {}
+        # Held while capturing and while a background compile runs kernels: a capture must never
+        # overlap other GPU work that may synchronise (inductor does), or CUDA invalidates it.
+        self._gate = threading.Lock()
         self.max_graphs = max_graphs
         self.compile = compile
         self._compiled_unets: dict = {}
@@ -70,6 +75,9 @@ class GraphedPredictor:
         self.captures = 0
         self.capture_seconds = 0.0
         self.compile_seconds = 0.0
+        # Several units' ControlNets are independent: on their own streams they overlap on the GPU.
+        self.use_streams = streams
+        self._streams: list = []
 
     @staticmethod
     def _key(unet, units, x, t, text, cfg_scale):
@@ -82,14 +90,15 @@ class GraphedPredictor:
         key = self._key(unet, units, x, t, text, cfg_scale)
         with self._lock:
             g = self._graphs.get(key)
+            ready = self._ready.pop(key, None)
+            if ready is not None:  # compiled and warmed in the background: capture it here, in this thread
+                g = self._capture(ready, warm=False)
+                self._store(key, g)
             if g is None:
                 g = self._capture(self._static(unet, units, x, t, text, cfg_scale, compiled=False))
                 self._store(key, g)
                 if self.compile and key not in self._pending:
-                    worker = threading.Thread(target=self._compile_in_background,
-                                              args=(key, unet, units, x, t, text, cfg_scale), daemon=True)
-                    self._pending[key] = worker
-                    worker.start()
+                    self._pending[key] = (unet, units, x, t, text, cfg_scale)
             g.x.copy_(x)
             g.t.copy_(t.to(g.t.device))
             g.text.copy_(text)
@@ -104,10 +113,27 @@ class GraphedPredictor:
             # The next replay overwrites `out`; schedulers may keep what they are given.
             return g.out.clone()
 
+    def generation_done(self) -> None:
+        """Start compiling, in the background, the shapes this generation captured: after it,
+        so that its own new shapes were captured plain without waiting for the compiler."""
+        with self._lock:
+            todo = [(k, args) for k, args in self._pending.items() if isinstance(args, tuple)]
+            if not todo:
+                return
+            worker = threading.Thread(target=self._compile_all, args=(todo,), daemon=True)
+            for key, _ in todo:
+                self._pending[key] = worker
+        worker.start()
+
+    def _compile_all(self, todo) -> None:
+        for key, args in todo:
+            self._compile_in_background(key, *args)
+
     def wait_compiled(self, timeout: float | None = None) -> None:
         """Block until background compilation has finished (benchmarks, tests)."""
-        for worker in list(self._pending.values()):
-            worker.join(timeout)
+        for worker in set(self._pending.values()):
+            if isinstance(worker, threading.Thread):
+                worker.join(timeout)
 
     def _store(self, key, g: _Graph) -> None:
         if key not in self._graphs and len(self._graphs) >= self.max_graphs:
@@ -126,8 +152,13 @@ class GraphedPredictor:
             net = self._compiled_unets.setdefault(id(unet), torch.compile(unet, dynamic=False))
             forward = self._cn_forward
 
+        if self.use_streams:
+            while len(self._streams) < len(units):
+                self._streams.append(torch.cuda.Stream(device))
+        streams = self._streams[:len(units)] if self.use_streams else None
+
         def run():
-            return predict_noise(net, static_units, sx, st, stext, scfg, forward)
+            return predict_noise(net, static_units, sx, st, stext, scfg, forward, streams)
 
         return run, (sx, st, stext, scfg, static_units, compiled)
 
@@ -144,7 +175,7 @@ class GraphedPredictor:
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(graph, pool=self._pool):
+        with self._gate, torch.inference_mode(), torch.cuda.graph(graph, pool=self._pool):
             out = run()
         torch.cuda.synchronize()
         self.captures += 1
@@ -156,12 +187,12 @@ class GraphedPredictor:
         try:
             static = self._static(unet, units, x, t, text, cfg_scale, compiled=True)
             stream = torch.cuda.Stream()
-            with torch.cuda.stream(stream), torch.inference_mode():
+            with self._gate, torch.cuda.stream(stream), torch.inference_mode():
                 for _ in range(2):  # compiles, autotunes and warms up, off the serving thread's stream
                     static[0]()
             stream.synchronize()
-            with self._lock:  # capture itself is short; nothing else may touch the GPU meanwhile
-                self._store(key, self._capture(static, warm=False))
+            with self._lock:
+                self._ready[key] = static
         except Exception:  # the plain graph keeps serving; compiling is only an optimisation
             log.exception("torch.compile of the fast path failed; keeping the uncompiled CUDA graph")
         finally:
@@ -172,3 +203,4 @@ class GraphedPredictor:
         with self._lock:
             self._graphs.clear()
             self._pending.clear()
+            self._ready.clear()

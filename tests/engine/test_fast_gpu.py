@@ -60,8 +60,8 @@ def test_compiled_fast_path_serves_at_once_then_matches_eager(control_maps):
     first = render(req, fast)[0]                      # served by the plain graphs while compiling
     assert not any(g.compiled for g in fast.predictor._graphs.values())
     fast.predictor.wait_compiled()
-    assert all(g.compiled for g in fast.predictor._graphs.values())
     a, b = render(req, eager)[0], render(req, fast)[0]
+    assert all(g.compiled for g in fast.predictor._graphs.values())
     diff = np.abs(a - b) * 255
     print(f"compiled: mean {diff.mean():.4f} px, max {diff.max():.3f} px")
     assert diff.mean() <= 1.0 and np.abs(first - a).mean() * 255 <= 1.0
