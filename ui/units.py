@@ -211,9 +211,13 @@ class UnitStack:
         u = self.units[index]
         annotator = annotator or catalog.NO_ANNOTATOR
         kind = catalog.annotator_kind(annotator) or ("openpose" if source == "pose" else None)
+        chosen = catalog.controlnet_for(kind, self.controlnets, model)
+        if kind is not None and catalog.condition_kind(chosen) != kind:
+            gr.Warning(f"No installed control model reads {kind} maps, so unit {index + 1} keeps {chosen!r}; "
+                       "put one in models/controlnets/ or pick another")
         return [True, source, annotator,
                 *u.params.updates(None if annotator == catalog.NO_ANNOTATOR else annotator, params),
-                gr.update(value=catalog.controlnet_for(kind, self.controlnets, model)), cmap]
+                gr.update(value=chosen), cmap]
 
 
 def painted_mask(painted: dict | None) -> np.ndarray:

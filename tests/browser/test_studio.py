@@ -20,6 +20,7 @@ WRIST_COLOUR = (170, 255, 0)
 GENERATE_TIMEOUT_MS = 300_000
 # The demo model follows a drawn circle: measured edge F1 of its pictures against the scribble.
 DEMO_FIDELITY_MIN = 0.2
+PROMPT = "a red circle on a white background"   # words the demo model knows
 
 
 def _score(page, unit: int) -> float | None:
@@ -79,8 +80,11 @@ def test_sketch_and_pose_to_an_image_and_back(page, studio, tmp_path):
     page.locator("#pose-to-unit2").click()
     wait_new_image(page, "#unit2-map", None)
     assert page.locator("#unit1-enabled input").is_checked() and page.locator("#unit2-enabled input").is_checked()
-    assert page.locator("#unit2-model input").input_value() == "demo:openpose"
-    page.locator("#prompt textarea").fill("a red circle")
+    pose_model = page.locator("#unit2-model input").input_value()
+    if pose_model != "demo:openpose":   # a demo without a pose ControlNet: the page says so; the unit waits
+        page.get_by_text("No installed control model reads openpose maps").first.wait_for()
+        page.locator("#unit2-enabled input").uncheck()
+    page.locator("#prompt textarea").fill(PROMPT)
     set_number(page, "#seed", 7)
 
     started = time.monotonic()
@@ -93,7 +97,8 @@ def test_sketch_and_pose_to_an_image_and_back(page, studio, tmp_path):
     assert score is not None, page.locator("#unit1-fidelity").inner_text()
     if studio["real_demo"]:
         assert score >= DEMO_FIDELITY_MIN, f"the picture did not follow the sketch (fidelity {score})"
-    assert page.locator("#unit2-fidelity").inner_text().startswith("Fidelity")
+    if pose_model == "demo:openpose":
+        assert page.locator("#unit2-fidelity").inner_text().startswith("Fidelity")
     unit1_map = image(page, "#unit1-map")
 
     page.locator("#gallery img").first.click()
@@ -102,7 +107,8 @@ def test_sketch_and_pose_to_an_image_and_back(page, studio, tmp_path):
     saved = tmp_path / download.value.suggested_filename
     download.value.save_as(saved)
     recipe = read_recipe(saved)
-    assert [u.model for u in recipe.units] == ["demo:scribble", "demo:openpose"] and recipe.seed == 7
+    assert [u.model for u in recipe.units] == ["demo:scribble", pose_model] and recipe.seed == 7
+    assert [u.enabled for u in recipe.units] == [True, pose_model == "demo:openpose"]
     assert np.array_equal(recipe.units[0].image, unit1_map)
 
     page.reload()
@@ -115,9 +121,10 @@ def test_sketch_and_pose_to_an_image_and_back(page, studio, tmp_path):
     wait_new_image(page, "#unit1-map", None)
     assert np.array_equal(image(page, "#unit1-map"), unit1_map)
     assert np.array_equal(image(page, "#unit2-map"), recipe.units[1].image)
-    assert page.locator("#unit1-enabled input").is_checked() and page.locator("#unit2-enabled input").is_checked()
-    assert page.locator("#unit2-model input").input_value() == "demo:openpose"
-    assert page.locator("#prompt textarea").input_value() == "a red circle"
+    assert page.locator("#unit1-enabled input").is_checked()
+    assert page.locator("#unit2-enabled input").is_checked() == (pose_model == "demo:openpose")
+    assert page.locator("#unit2-model input").input_value() == pose_model
+    assert page.locator("#prompt textarea").input_value() == PROMPT
     assert page.locator("#seed input").input_value() == "7"
 
 
