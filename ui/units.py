@@ -16,10 +16,12 @@ from .sketch_tab import annotated
 SHOWN_AT_START = 3
 SOURCES = ["sketch", "pose", "upload", "last output", "map as is"]
 AS_IS = "map as is"
-MODE_LABELS = [("Balanced", "balanced"), ("My prompt is more important", "prompt"),
-               ("ControlNet is more important", "control")]
-RESIZE_LABELS = [("Crop and resize", "crop"), ("Just resize", "just_resize"), ("Resize and fill", "fill")]
-assert [v for _, v in MODE_LABELS] == list(MODES) and sorted(v for _, v in RESIZE_LABELS) == sorted(RESIZE_MODES)
+# AUTOMATIC1111's words for the engine's modes; a mode the engine adds later shows by its own name.
+_MODE_NAMES = {"balanced": "Balanced", "prompt": "My prompt is more important",
+               "control": "ControlNet is more important"}
+_RESIZE_NAMES = {"crop": "Crop and resize", "just_resize": "Just resize", "fill": "Resize and fill"}
+MODE_LABELS = [(_MODE_NAMES.get(m, m), m) for m in MODES]
+RESIZE_LABELS = [(_RESIZE_NAMES.get(m, m), m) for m in sorted(RESIZE_MODES, key=lambda m: m != "crop")]
 
 
 class Unit:
