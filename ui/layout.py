@@ -80,7 +80,7 @@ def _wire_sends(stack: UnitStack, tab, buttons: list, source: str) -> None:
                 *params, model = rest
                 return stack.sent(i, source, cmap, annotator, tab.params.read(annotator, params), model)
             inputs = [tab.map, tab.annotator, *tab.params.widgets, unit.model]
-        button.click(shown(send), inputs, stack.send_outputs(i), queue=False)
+        button.click(shown(send), inputs, stack.send_outputs(i))
 
 
 def _wire_generation(panel: GeneratePanel, stack: UnitStack) -> None:
@@ -130,7 +130,7 @@ def _wire_generation(panel: GeneratePanel, stack: UnitStack) -> None:
     def on_interrupt():
         gr.Info("Interrupting after the current step" if api.interrupt() == "interrupting" else "Nothing is running")
 
-    panel.interrupt.click(on_interrupt, None, None, queue=False)
+    panel.interrupt.click(on_interrupt, None, None, concurrency_limit=None)
 
 
 def _wire_recipe(panel: GeneratePanel, stack: UnitStack) -> None:

@@ -214,10 +214,11 @@ class UnitStack:
         annotator = annotator or catalog.NO_ANNOTATOR
         kind = catalog.annotator_kind(annotator) or ("openpose" if source == "pose" else None)
         chosen = catalog.controlnet_for(kind, self.controlnets, model)
-        if kind is not None and catalog.condition_kind(chosen) != kind:
-            gr.Warning(f"No installed control model reads {kind} maps, so unit {index + 1} keeps {chosen!r}; "
-                       "put one in models/controlnets/ or pick another")
-        return [True, source, annotator,
+        fits = kind is None or catalog.condition_kind(chosen) == kind
+        if not fits:
+            gr.Warning(f"No installed control model reads {kind} maps: unit {index + 1} holds the map but stays "
+                       "off until you pick a model for it (or add one to models/controlnets/)")
+        return [fits, source, annotator,
                 *u.params.updates(None if annotator == catalog.NO_ANNOTATOR else annotator, params),
                 gr.update(value=chosen), cmap]
 

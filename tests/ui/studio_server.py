@@ -4,7 +4,8 @@ process, shared by every test that asks, stopped at exit.
 
 Models: the embedded demo model when models/demo/ is installed, else tiny random-weight models
 saved in the demo's layout (so "demo", "demo:scribble" and "demo:openpose" resolve), passed with
---models-dir; the child has its own environment, so nothing leaks into other tests."""
+--models-dir; the child has its own environment, so nothing leaks into other tests.
+CNSTUDIO_UI_TEST_MODELS names another models folder to run these tests on (e.g. a --tiny demo)."""
 from __future__ import annotations
 
 import atexit
@@ -60,12 +61,13 @@ def shared() -> dict:
 
 def start(extra_args: tuple[str, ...] = ()) -> dict:
     work = Path(tempfile.mkdtemp(prefix="cnstudio-ui-tests-"))
-    real = demo_installed()
+    chosen = os.environ.get("CNSTUDIO_UI_TEST_MODELS")
+    real = demo_installed() and not chosen
     port = free_port()
     args = [sys.executable, str(REPO / "launch.py"), "--no-install", "--port", str(port),
             "--outputs-dir", str(work / "outputs"), *extra_args]
     if not real:
-        args += ["--models-dir", str(tiny_demo(work / "models"))]
+        args += ["--models-dir", chosen or str(tiny_demo(work / "models"))]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNSTUDIO_")}
     env.update(HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     log = work / "studio.log"
