@@ -6,13 +6,14 @@
     result.images[0].show()
 
 Values: ControlUnit, GenerationRequest (JSON via .to_json()/.from_json(), the recipe),
-GenerationResult. Running: generate(request, on_step=None, stop=None). Models:
+GenerationResult. Running: generate(request, on_step=None, stop=None); it raises ValueError
+for a request that cannot run as asked and GenerationError (e.g. out of memory) for a failed run. Models:
 load_backbone(source), load_controlnet(source), installed_models(), where a source is
 "demo", "demo:<kind>", a diffusers folder, a single .safetensors/.ckpt/.pth file, a name under
 models/, or a hub id from the local cache. Files: read_recipe(png). Names: SAMPLERS, MODES,
 RESIZE_MODES; the bounds every request is checked against live in engine.limits.
 """
-from .generate import generate
+from .generate import GenerationError, generate
 from .images import RESIZE_MODES
 from .manager import ModelManager, default_manager
 from .outputs import read_recipe
@@ -37,6 +38,6 @@ def installed_models() -> dict:
 
 
 __all__ = [
-    "ControlUnit", "GenerationRequest", "GenerationResult", "generate", "load_backbone", "load_controlnet",
+    "ControlUnit", "GenerationRequest", "GenerationResult", "GenerationError", "generate", "load_backbone", "load_controlnet",
     "installed_models", "read_recipe", "ModelManager", "default_manager", "SAMPLERS", "MODES", "RESIZE_MODES",
 ]

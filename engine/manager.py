@@ -26,13 +26,16 @@ class ModelManager:
     which is how tests prove that a resident model was reused."""
 
     def __init__(self, device=None, dtype=None, max_backbones: int = 1, max_controlnets: int = 8,
-                 fast: bool | None = None):
+                 fast: bool | None = None, offload: bool = False):
         self.device = torch.device(device) if device is not None else default_device()
         self.dtype = dtype or default_dtype(self.device)
         if fast is None:  # on by default on CUDA; CNSTUDIO_FAST=0 turns it off
             fast = self.device.type == "cuda" and os.environ.get("CNSTUDIO_FAST", "1") != "0"
+        # offload: ControlNets wait on the CPU and visit the GPU only during a generation that
+        # uses them (for small GPUs). CUDA graphs hold their weights' addresses, so no fast path then.
+        self.offload = offload and self.device.type == "cuda"
         self.predictor = None
-        if fast:
+        if fast and not self.offload:
             from .fast import GraphedPredictor
             self.predictor = GraphedPredictor(compile=os.environ.get("CNSTUDIO_COMPILE", "1") != "0")
         self.max_backbones, self.max_controlnets = max_backbones, max_controlnets
@@ -64,7 +67,8 @@ class ModelManager:
             cm = self._controlnets.get(source)
             if cm is None:
                 from . import sources
-                net = sources.load_controlnet_model(source, dtype=self.dtype, device=self.device)
+                net = sources.load_controlnet_model(source, dtype=self.dtype,
+                                                    device="cpu" if self.offload else self.device)
                 net.requires_grad_(False).eval()
                 self._for_fast_path(net)
                 cm = ControlModel(source, net, sources.condition_kind(source))
@@ -87,6 +91,13 @@ class ModelManager:
         with self._lock:
             table = self._backbones if isinstance(model, Backbone) else self._controlnets
             table[model.source] = model
+
+    def free_cache(self) -> None:
+        """After a failure such as out-of-memory: drop captured graphs and cached blocks, keep models."""
+        if self.predictor is not None:
+            self.predictor.clear()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def clear(self) -> None:
         with self._lock:

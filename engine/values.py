@@ -236,4 +236,5 @@ class GenerationResult:
     recipe: str
     interrupted: bool = False
     paths: list = field(default_factory=list)
-    ignored_words: tuple = ()
+    ignored_words: tuple = ()   # prompt words the backbone's vocabulary does not hold
+    warnings: tuple = ()        # what went wrong without stopping the run (e.g. not saved)

@@ -101,3 +101,32 @@ def test_recipe_over_pillows_1mb_text_limit_is_read(tiny_manager):
     r = generate(_req(units=noisy, steps=1), manager=tiny_manager)
     assert len(r.recipe) > 1_000_000
     assert read_recipe(r.paths[0]) == GenerationRequest.from_json(r.recipe)
+
+
+def test_out_of_memory_is_a_clear_error_and_the_next_job_runs(tiny_manager, control_maps, monkeypatch):
+    import importlib
+
+    import pytest
+
+    from engine import GenerationError
+    g = importlib.import_module("engine.generate")   # the module, not the function of that name
+    real = g.denoise
+
+    def oom(*args, **kwargs):                          # raised where CUDA raises it: inside the loop
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(g, "denoise", oom)
+    with pytest.raises(GenerationError) as e:
+        generate(_req(units=[ControlUnit("cn0", control_maps[0])]), manager=tiny_manager, save=False)
+    assert "ran out of memory" in str(e.value) and "smaller size" in str(e.value) and "--offload" in str(e.value)
+    monkeypatch.setattr(g, "denoise", real)
+    assert len(generate(_req(), manager=tiny_manager, save=False).images) == 1
+
+
+def test_unwritable_output_folder_still_returns_the_images(tiny_manager, tmp_path, monkeypatch):
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("x")
+    monkeypatch.setenv("CNSTUDIO_OUTPUTS", str(blocked))
+    r = generate(_req(), manager=tiny_manager)
+    assert len(r.images) == 1 and r.paths == []
+    assert r.warnings and "not saved" in r.warnings[0] and "CNSTUDIO_OUTPUTS" in r.warnings[0]
