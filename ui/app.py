@@ -54,12 +54,13 @@ def launch(demo, host: str = LOCALHOST, port: int = DEFAULT_PORT, auth: tuple[st
     """Serve the Blocks; returns the local URL (after the server stops when `block`)."""
     from engine.outputs import outputs_dir
     css = (Path(__file__).with_name("style.css")).read_text()
+    js = (Path(__file__).with_name("page_drop.js")).read_text()
     outputs = outputs_dir().resolve()
     outputs.mkdir(parents=True, exist_ok=True)
     demo.queue(default_concurrency_limit=2)
     _, url, _ = demo.launch(
         server_name=host, server_port=port, auth=auth, share=False, inbrowser=False,
-        prevent_thread_lock=not block, allowed_paths=[str(outputs)], css=css, footer_links=["api", "settings"],
+        prevent_thread_lock=not block, allowed_paths=[str(outputs)], css=css, js=js, footer_links=["api", "settings"],
         run_history=False, enable_monitoring=False, mcp_server=False, pwa=False, ssr_mode=False,
         max_file_size="64mb", quiet=not block)
     return url

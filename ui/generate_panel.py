@@ -31,11 +31,11 @@ class GeneratePanel:
             self.height = gr.Slider(0, limits.MAX_SIZE, value=0, step=limits.SIZE_MULTIPLE, elem_id="height",
                                     label="Height (0: the model's own size)")
             self.batch_size = gr.Slider(1, limits.MAX_BATCH_SIZE, value=1, step=1, label="Batch")
-        with gr.Row(equal_height=True):
+        with gr.Row(equal_height=False):
             self.seed = gr.Number(SEED_RANDOM, precision=0, label="Seed (-1: random)", minimum=-1,
                                   maximum=limits.MAX_SEED, min_width=140, elem_id="seed")
-            self.random_seed = gr.Button("🎲 random", size="sm", min_width=60)
-            self.reuse_seed = gr.Button("♻ reuse last", size="sm", min_width=60, elem_id="reuse-seed")
+            self.random_seed = gr.Button("Random seed", size="sm", min_width=60)
+            self.reuse_seed = gr.Button("Reuse last seed", size="sm", min_width=60, elem_id="reuse-seed")
         with gr.Row():
             self.generate = gr.Button("Generate", variant="primary", elem_id="generate")
             self.interrupt = gr.Button("Interrupt", variant="stop", elem_id="interrupt")
@@ -45,9 +45,10 @@ class GeneratePanel:
         self.gallery = gr.Gallery(label="Results (saved PNGs with their recipe; download keeps it)", format="png",
                                   columns=2, height=420, buttons=["download", "fullscreen"], interactive=False,
                                   elem_id="gallery")
+        self.recipe_drop = gr.File(label="Drop a PNG made here (on this box or anywhere on the page) to bring "
+                                         "back every field and unit", file_types=[".png"], type="filepath",
+                                   height=90, elem_id="recipe-drop")
         with gr.Accordion("Recipe", open=False):
-            self.recipe_drop = gr.File(label="Drop a PNG made here to bring back every field and unit",
-                                       file_types=[".png"], type="filepath", elem_id="recipe-drop")
             self.recipe = gr.Code(label="Recipe of the last image (JSON)", language="json", interactive=False,
                                   elem_id="recipe-json")
         self.last_seed = gr.State(None)
