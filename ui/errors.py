@@ -13,10 +13,12 @@ import logging
 
 import gradio as gr
 
+import engine
+
 log = logging.getLogger("ui")
 
 # Exceptions whose message is meant for the user (engine, annotators, file access, model loading).
-USER_ERRORS = (ValueError, OSError, KeyError, MemoryError)
+USER_ERRORS = (ValueError, OSError, KeyError, MemoryError, engine.GenerationError)
 
 
 def message(error: BaseException) -> str:

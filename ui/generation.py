@@ -81,6 +81,6 @@ def summary(result: GenerationResult, seconds: float) -> str:
             f"in {seconds:.1f} s · seed {seeds}")
     if result.ignored_words:
         text += " · not known to this model (ignored): " + ", ".join(result.ignored_words)
-    if not result.paths:
-        text += " · NOT SAVED (see the console); the images below have no recipe"
+    for warning in result.warnings:
+        text += f" · {warning}"
     return f'<span class="gen-done">{html.escape(text)}</span>'

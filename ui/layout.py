@@ -114,6 +114,8 @@ def _wire_generation(panel: GeneratePanel, stack: UnitStack) -> None:
             yield {panel.status: '<span class="gen-failed">Failed: see the message</span>',
                    panel.preview: gr.update(visible=False)}
             raise
+        for warning in result.warnings:
+            gr.Warning(warning)
         first = np.asarray(result.images[0])
         scores = {f: "" for f in fidelity}
         for i, unit in slots:

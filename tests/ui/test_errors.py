@@ -35,3 +35,15 @@ def test_generator_handlers_keep_what_they_yielded_before_the_error():
     assert next(gen) == 1
     with pytest.raises(gr.Error, match="unit 2 has no control map"):
         next(gen)
+
+
+def test_a_failed_run_is_a_user_error():
+    import engine
+
+    @shown
+    def handler():
+        raise engine.GenerationError("out of GPU memory: lower the batch size or the image size")
+
+    with pytest.raises(gr.Error) as e:
+        handler()
+    assert e.value.message == "out of GPU memory: lower the batch size or the image size"
