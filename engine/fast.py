@@ -91,8 +91,10 @@ class GraphedPredictor:
         with self._lock:
             g = self._graphs.get(key)
             ready = self._ready.pop(key, None)
-            if ready is not None:  # compiled and warmed in the background: capture it here, in this thread
-                g = self._capture(ready, warm=False)
+            if ready is not None:
+                # Compiled in the background; warmed again here, outside the capture, because this
+                # thread's first calls may still load kernels or re-check guards, which a capture forbids.
+                g = self._capture(ready)
                 self._store(key, g)
             if g is None:
                 g = self._capture(self._static(unet, units, x, t, text, cfg_scale, compiled=False))

@@ -26,7 +26,7 @@ class ModelManager:
     which is how tests prove that a resident model was reused."""
 
     def __init__(self, device=None, dtype=None, max_backbones: int = 1, max_controlnets: int = 8,
-                 fast: bool | None = None, offload: bool = False):
+                 fast: bool | None = None, offload: bool = False, compile: bool = False):
         self.device = torch.device(device) if device is not None else default_device()
         self.dtype = dtype or default_dtype(self.device)
         if fast is None:  # on by default on CUDA; CNSTUDIO_FAST=0 turns it off
@@ -37,7 +37,7 @@ class ModelManager:
         self.predictor = None
         if fast and not self.offload:
             from .fast import GraphedPredictor
-            self.predictor = GraphedPredictor(compile=os.environ.get("CNSTUDIO_COMPILE", "1") != "0")
+            self.predictor = GraphedPredictor(compile=compile)
         self.max_backbones, self.max_controlnets = max_backbones, max_controlnets
         self.loads: Counter = Counter()
         self._backbones: OrderedDict[str, Backbone] = OrderedDict()
@@ -117,5 +117,7 @@ def default_manager() -> ModelManager:
     global _default
     with _default_lock:
         if _default is None:
-            _default = ModelManager()
+            # The app's manager also compiles its graphs (in the background) for its long life;
+            # CNSTUDIO_COMPILE=0 turns that off.
+            _default = ModelManager(compile=os.environ.get("CNSTUDIO_COMPILE", "1") != "0")
         return _default
