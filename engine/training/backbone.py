@@ -26,7 +26,7 @@ class BackboneConfig:
     vae_steps: int = 1000
     vae_batch: int = 64
     vae_lr: float = 5e-4
-    unet_steps: int = 3000
+    unet_steps: int = 2500
     unet_batch: int = 128
     unet_lr: float = 3e-4
     warmup: int = 200

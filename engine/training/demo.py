@@ -47,6 +47,10 @@ def plan(work_dir: str | Path, tiny: bool = False, kinds: tuple[str, ...] = ("sc
         nets = tuple(ControlNetPlan(k, steps=4, batch=2, eval_every=2, eval_count=1) for k in kinds)
         return DemoPlan(cfg, nets, workers=0)
     cfg = bb.BackboneConfig(str(work_dir), workers=workers)
+    if not torch.cuda.is_available():
+        # Without a GPU only the ControlNets are practical: smaller batches, fewer evaluations.
+        nets = tuple(ControlNetPlan(k, steps=1000, batch=32, lr=1.5e-4, eval_every=250, eval_count=8) for k in kinds)
+        return DemoPlan(cfg, nets, workers=min(workers, 1))
     return DemoPlan(cfg, tuple(ControlNetPlan(k) for k in kinds), workers=workers)
 
 
@@ -56,7 +60,7 @@ def stage_names(p: DemoPlan) -> list[str]:
 
 def _controlnet_config(p: DemoPlan, c: ControlNetPlan, out: Path, budget: float | None) -> TrainConfig:
     return TrainConfig(
-        backbone=str(out / "backbone"), output_dir=str(Path(p.backbone.work_dir) / f"controlnet-{c.kind}"),
+        backbone=str((out / "backbone").resolve()), output_dir=str(Path(p.backbone.work_dir) / f"controlnet-{c.kind}"),
         kind=c.kind, batch_size=c.batch, learning_rate=c.lr, steps=c.steps, prompt_dropout=0.5,
         checkpoint_every=500, eval_every=c.eval_every, eval_count=c.eval_count,
         eval_steps=2 if p.backbone.tiny else 20, seed=p.seed + 10, max_seconds=budget, workers=p.workers,

@@ -51,6 +51,9 @@ def generate_batch(parts: dict, controlnet, items: list[EvalItem], steps: int = 
     (weight 0 = no control), its seed; UniPC through engine.generate.render."""
     unet = parts["unet"]
     manager = ModelManager(device=unet.device, dtype=unet.dtype)
+    # The plain eager path: the weights change between evaluations, so captured graphs would
+    # only cost capture time (and compiling in the background races the capture).
+    manager.predictor = None
     manager.add(Backbone(BACKBONE_NAME, unet, parts["vae"], parts["text_encoder"], parts["tokenizer"],
                          dict(parts["scheduler_config"])))
     if controlnet is not None:
