@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import logging.handlers
 import os
 from pathlib import Path
 
 DEFAULT_PORT = 7860
 LOCALHOST = "127.0.0.1"
+DEFAULT_QUEUE_SIZE = 64   # jobs waiting beyond this get "queue is full" rather than an ever-growing wait
+LOGS_DIR = Path(__file__).resolve().parent.parent / "logs"
+LOG_FILE = "studio.log"
+
+log = logging.getLogger("ui")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -22,6 +28,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--models-dir", help="the models folder (default models/; env CNSTUDIO_MODELS)")
     p.add_argument("--annotators-dir", help="annotator weights folder (default models/annotators/)")
     p.add_argument("--outputs-dir", help="where images are saved (default outputs/; env CNSTUDIO_OUTPUTS)")
+    p.add_argument("--queue-size", type=int, default=DEFAULT_QUEUE_SIZE,
+                   help=f"jobs that may wait in the queue; more are refused as 'queue full' (default {DEFAULT_QUEUE_SIZE})")
+    p.add_argument("--logs-dir", help="where studio.log is written (default logs/; env CNSTUDIO_LOGS)")
     args = p.parse_args(argv)
     if args.auth is not None:
         user, sep, password = args.auth.partition(":")
@@ -30,7 +39,37 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.auth = (user, password)
     if not 1 <= args.port <= 65535:
         p.error(f"--port {args.port} is not a port number (1-65535)")
+    if args.queue_size < 1:
+        p.error(f"--queue-size {args.queue_size} must be at least 1")
     return args
+
+
+def exposure_warning(args: argparse.Namespace) -> str | None:
+    """The warning printed at start when the studio is reachable from other machines with no password."""
+    if args.listen and args.auth is None:
+        return ("--listen without --auth: anyone who can reach this machine on port "
+                f"{args.port} can use the studio and read its outputs; add --auth USER:PASS.")
+    return None
+
+
+def configure_logging(folder: Path | None = None) -> Path:
+    """Messages to the console; messages and tracebacks also to <folder>/studio.log (rotated),
+    so a failure can be read later while the page only ever shows a short message."""
+    folder = Path(folder or os.environ.get("CNSTUDIO_LOGS") or LOGS_DIR).expanduser().resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOG_FILE
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in root.handlers):
+        console = logging.StreamHandler()
+        console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(console)
+    if not any(getattr(h, "baseFilename", None) == str(path) for h in root.handlers):
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=10 * 2**20, backupCount=3, encoding="utf-8")
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    return path
 
 
 def offline_environment() -> None:
@@ -50,14 +89,14 @@ def apply_folders(args: argparse.Namespace) -> None:
 
 
 def launch(demo, host: str = LOCALHOST, port: int = DEFAULT_PORT, auth: tuple[str, str] | None = None,
-           block: bool = True) -> str:
+           block: bool = True, queue_size: int = DEFAULT_QUEUE_SIZE) -> str:
     """Serve the Blocks; returns the local URL (after the server stops when `block`)."""
     from engine.outputs import outputs_dir
     css = (Path(__file__).with_name("style.css")).read_text()
     js = (Path(__file__).with_name("page_drop.js")).read_text()
     outputs = outputs_dir().resolve()
     outputs.mkdir(parents=True, exist_ok=True)
-    demo.queue(default_concurrency_limit=2)
+    demo.queue(default_concurrency_limit=2, max_size=queue_size)
     _, url, _ = demo.launch(
         server_name=host, server_port=port, auth=auth, share=False, inbrowser=False,
         prevent_thread_lock=not block, allowed_paths=[str(outputs)], css=css, js=js, footer_links=["api", "settings"],
@@ -70,8 +109,15 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     offline_environment()
     apply_folders(args)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.logs_dir:
+        os.environ["CNSTUDIO_LOGS"] = str(Path(args.logs_dir).expanduser().resolve())
+    log_file = configure_logging()
+    log.info("log file: %s", log_file)
+    warning = exposure_warning(args)
+    if warning:
+        log.warning(warning)
     from .layout import build_app
     demo = build_app()
-    launch(demo, host="0.0.0.0" if args.listen else LOCALHOST, port=args.port, auth=args.auth, block=True)
+    launch(demo, host="0.0.0.0" if args.listen else LOCALHOST, port=args.port, auth=args.auth, block=True,
+           queue_size=args.queue_size)
     return 0
