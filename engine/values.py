@@ -202,6 +202,8 @@ class GenerationRequest:
             recipe = json.loads(text)
         except (TypeError, ValueError) as e:
             raise ValueError(f"the recipe is not valid JSON: {e}") from None
+        except RecursionError:
+            raise ValueError("the recipe nests too deeply to be a recipe; send DESIGN.md's flat schema") from None
         if not isinstance(recipe, dict) or recipe.get("format") != RECIPE_FORMAT:
             raise ValueError(f"not a ControlNet Studio recipe (expected \"format\": \"{RECIPE_FORMAT}\")")
         if recipe.get("version") != RECIPE_VERSION:
