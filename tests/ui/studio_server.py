@@ -65,7 +65,7 @@ def start(extra_args: tuple[str, ...] = ()) -> dict:
     real = demo_installed() and not chosen
     port = free_port()
     args = [sys.executable, str(REPO / "launch.py"), "--no-install", "--port", str(port),
-            "--outputs-dir", str(work / "outputs"), *extra_args]
+            "--outputs-dir", str(work / "outputs"), "--logs-dir", str(work / "logs"), *extra_args]
     if not real:
         args += ["--models-dir", chosen or str(tiny_demo(work / "models"))]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNSTUDIO_")}
