@@ -93,6 +93,8 @@ def read_recipe_text(png) -> str:
         if ctype == b"tEXt":
             text = rest
         else:
+            if len(rest) < 2:
+                raise ValueError("the recipe in this PNG is cut short (damaged metadata); it cannot be read")
             compressed, _method = rest[0], rest[1]
             _lang, _, rest = rest[2:].partition(b"\0")
             _tkey, _, text = rest.partition(b"\0")
