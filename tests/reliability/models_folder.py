@@ -8,6 +8,18 @@ from pathlib import Path
 CORRUPT = "corrupt.safetensors"
 TRUNCATED = "truncated.safetensors"
 OTHER_ARCH = "other_arch_scribble"
+EVIL = ("evil_scribble.ckpt", "evil_scribble.pth")
+MARKER = "PWNED"   # created in the models folder if a hostile pickle ever runs
+
+
+class _Payload:
+    """Pickles to a call of `func(*args)`: what a malicious checkpoint does."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
 
 
 def build(root: Path) -> Path:
@@ -26,4 +38,9 @@ def build(root: Path) -> Path:
     data = whole.read_bytes()
     (nets / TRUNCATED).write_bytes(data[: len(data) // 3])
     whole.unlink()
+    import torch
+    weights = {k: v for k, v in list(other.state_dict().items())[:4]}
+    for name in EVIL:
+        code = f"open({str(root / MARKER)!r}, 'w').close()"
+        torch.save({"state_dict": weights, "extra": _Payload(exec, code)}, nets / name)
     return root
