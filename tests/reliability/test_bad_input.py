@@ -123,7 +123,12 @@ def test_case_table_is_large_enough():
     assert sum(isinstance(c[2], Corrected) for c in CASES) >= 10
 
 
-def test_server_still_generates_after_every_bad_input(client):
+def test_server_still_generates_after_every_bad_input(client, studio):
+    from pathlib import Path
+
     from tests.reliability.cases import base_recipe
     gallery, recipe = client.predict(json.dumps(base_recipe()), api_name="/generate")
     assert len(gallery) == 1 and json.loads(recipe)["seed"] == 3
+    # no bad input reached a handler as an unexpected error (a crash): none logged, no traceback printed
+    logged = (studio["logs"] / "studio.log").read_text() + Path(studio["log"]).read_text()
+    assert "handler failed" not in logged and "Traceback" not in logged
