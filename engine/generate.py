@@ -40,6 +40,7 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
     width = request.width or backbone.native_size
     height = request.height or backbone.native_size
     nets, units = [], []
+    out_of_memory = False
     try:
         for unit in request.active_units:
             if unit.weight == 0:
@@ -54,17 +55,20 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
         arrays, interrupted = denoise(backbone, units, resolved, width, height, seeds, on_step, stop,
                                       predict=manager.predictor)
     except torch.OutOfMemoryError:
+        # raised after this block: the error's traceback holds the loop's tensors, so memory
+        # can be freed only once it is gone (and the GenerationError must not keep it as context)
+        out_of_memory = True
+    finally:
+        if manager.offload:
+            for net in nets:
+                net.to("cpu")
+    if out_of_memory:
         units.clear()
         manager.free_cache()
         raise GenerationError(
             f"The {backbone.device.type.upper()} ran out of memory making {request.batch_size} image(s) of "
             f"{width}x{height} with {len(nets)} control unit(s). Try a smaller size or batch, fewer units, "
-            "or start the studio with --offload to keep idle ControlNets off the GPU."
-        ) from None
-    finally:
-        if manager.offload:
-            for net in nets:
-                net.to("cpu")
+            "or start the studio with --offload to keep idle ControlNets off the GPU.")
     return arrays, seeds, resolved, interrupted, backbone, width, height
 
 
