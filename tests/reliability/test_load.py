@@ -36,9 +36,10 @@ def rss(pid: int) -> int:
     return total
 
 
-def job_recipe(client: int, job: int, steps: int = 1) -> str:
+def job_recipe(client: int, job: int, steps: int = 1, size: int = 64) -> str:
     recipe = base_recipe()
-    recipe["request"].update(prompt=f"client {client} job {job}", seed=client * 1000 + job, steps=steps, units=[])
+    recipe["request"].update(prompt=f"client {client} job {job}", seed=client * 1000 + job, steps=steps, units=[],
+                             width=size, height=size)
     return json.dumps(recipe)
 
 
@@ -123,7 +124,8 @@ def test_queue_full_is_a_clean_message_and_interrupt_lets_the_next_job_run(small
     from gradio_client.utils import Status
     url = small_queue["url"] + "/"
     long_client = Client(url, verbose=False)
-    running = long_client.submit(job_recipe(99, 0, steps=150), api_name="/generate")
+    # long enough (150 steps at 256x256) to outlast filling the queue on a fast CPU
+    running = long_client.submit(job_recipe(99, 0, steps=150, size=256), api_name="/generate")
     _wait_for(running, (Status.PROCESSING, Status.PROGRESS, Status.ITERATING))
     waiting = []
     for c in range(CLIENTS):                    # fill the queue: CLIENTS jobs wait behind the long one
