@@ -158,6 +158,8 @@ def train(cfg: TrainConfig, parts: dict | None = None) -> Path:
     optimizer = torch.optim.AdamW(controlnet.parameters(), lr=cfg.learning_rate, weight_decay=1e-2)
     if ckpt is not None:
         checkpoints.load_optimizer(ckpt, optimizer)
+        for group in optimizer.param_groups:   # the config's rate wins, so a resumed run may change it
+            group["lr"] = cfg.learning_rate
     controlnet, optimizer = acc.prepare(controlnet, optimizer)
     noise_scheduler = DDPMScheduler.from_config(parts["scheduler_config"])
     alphas = noise_scheduler.alphas_cumprod.to(acc.device)

@@ -48,8 +48,9 @@ def plan(work_dir: str | Path, tiny: bool = False, kinds: tuple[str, ...] = ("sc
         return DemoPlan(cfg, nets, workers=0)
     cfg = bb.BackboneConfig(str(work_dir), workers=workers)
     if not torch.cuda.is_available():
-        # Without a GPU only the ControlNets are practical: smaller batches, fewer evaluations.
-        nets = tuple(ControlNetPlan(k, steps=1000, batch=32, lr=1.5e-4, eval_every=250, eval_count=8) for k in kinds)
+        # Without a GPU only the ControlNets are practical: a ControlNet learns mostly per step,
+        # so small batches and more steps, and fewer evaluations.
+        nets = tuple(ControlNetPlan(k, steps=2000, batch=8, lr=3e-4, eval_every=500, eval_count=8) for k in kinds)
         return DemoPlan(cfg, nets, workers=min(workers, 1))
     return DemoPlan(cfg, tuple(ControlNetPlan(k) for k in kinds), workers=workers)
 
@@ -104,11 +105,17 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
 def write_manifest(out: Path, stages: dict) -> Path:
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name not in ("manifest.json", "README.md")
                    and not p.name.endswith(".png"))
     manifest = {
-        "seed": 0, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "seed": 0,
         "torch": torch.__version__, "stages": stages, "vocabulary": world.vocabulary(),
         "files": {str(p.relative_to(out)): {"bytes": p.stat().st_size, "sha256": sha256(p)} for p in files},
         "total_bytes": sum(p.stat().st_size for p in files),
@@ -149,6 +156,7 @@ def train_demo(out: str | Path = "models/demo", work_dir: str | Path = "models/.
             print(f"train-demo: stage {name} paused at its time limit; run again to resume", flush=True)
             return False
         entry["result"] = info
+        entry["device"] = _device_name()
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(json.dumps(log, indent=1))
     write_manifest(out, log)
