@@ -188,6 +188,8 @@ def test_a_mask_painted_on_a_units_map_becomes_its_mask(page):
     wait_new_image(page, "#unit1-map", None)
     page.get_by_text("Paint a mask on a unit's map").click()
     page.get_by_role("button", name="Load its map").click()
+    # Strokes made before the map arrives would be wiped by it: wait until the painter shows it.
+    page.locator("#mask-painter").get_by_text("select the draw tool to start").wait_for(state="hidden")
     page.locator("#mask-painter button[aria-label=Brush]").click()
     box = page.locator("#mask-painter canvas").first.bounding_box()
     y = box["y"] + box["height"] / 2
