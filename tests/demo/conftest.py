@@ -7,6 +7,24 @@ import torch
 DEMO = Path(__file__).resolve().parents[2] / "models" / "demo"
 
 
+def _demo_built() -> bool:
+    return all((DEMO / p).is_file() for p in ("backbone/model_index.json", "controlnet-scribble/config.json",
+                                               "controlnet-canny/config.json", "manifest.json"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Until models/demo is built and committed (issue 5), its tests skip with that reason;
+    CNSTUDIO_REQUIRE_DEMO=1 makes a missing demo a failure instead."""
+    import os
+    if _demo_built() or os.environ.get("CNSTUDIO_REQUIRE_DEMO") == "1":
+        return
+    skip = pytest.mark.skip(reason=f"the demo model is not built in {DEMO} yet (issue 5): "
+                                   "run `python3 launch.py train-demo`")
+    for item in items:
+        if DEMO.parent.parent / "tests" / "demo" in Path(str(item.fspath)).parents and "judges" not in item.name:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def demo_manager():
     from engine.manager import ModelManager
