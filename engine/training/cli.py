@@ -44,6 +44,9 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", type=int, default=1, help="training processes through accelerate")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
     p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--timesteps", choices=("uniform", "cubic"), default="uniform",
+                   help="how training timesteps are drawn: uniform (the paper) or cubic (more noisy steps)")
+    p.add_argument("--init-from", default=None, help="start from this ControlNet folder instead of a copy of the UNet")
     return p
 
 
@@ -55,7 +58,7 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
         checkpoint_every=a.checkpoint_every, eval_every=a.eval_every, eval_count=a.eval_count,
         eval_steps=a.eval_steps, seed=a.seed, mixed_precision=a.mixed_precision,
         max_seconds=None if a.max_minutes is None else a.max_minutes * 60.0, workers=a.workers, cpu=a.cpu,
-        log_every=a.log_every)
+        log_every=a.log_every, init_from=a.init_from, timesteps=a.timesteps)
 
 
 def launch_processes(n: int, args: list[str], cpu: bool) -> int:

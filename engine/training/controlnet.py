@@ -55,6 +55,10 @@ class TrainConfig:
     log_every: int = 50
     max_grad_norm: float = 1.0
     fidelity_threshold: float | None = 0.5
+    init_from: str | None = None        # start from this ControlNet folder instead of the UNet copy
+    # "cubic" draws noisy timesteps more often (T2I-Adapter's schedule): layout is decided
+    # there, so a condition is learnt in fewer steps; "uniform" is the paper's.
+    timesteps: str = "uniform"
 
     def __post_init__(self):
         if not 0.0 <= self.prompt_dropout <= 1.0:
@@ -64,6 +68,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.mid_only_steps < 0 or self.eval_every < 0:
             raise ValueError("mid_only_steps and eval_every must be 0 or more")
+        if self.timesteps not in ("uniform", "cubic"):
+            raise ValueError(f"timesteps {self.timesteps!r}: use uniform or cubic")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision {self.mixed_precision!r}: use auto, no, bf16 or fp16")
         if self.data != "world" and (self.annotator is None) == (self.control_dir is None):
@@ -151,6 +157,10 @@ def train(cfg: TrainConfig, parts: dict | None = None) -> Path:
         state = checkpoints.read_state(ckpt)
         start, seconds_before = state["step"], float(state.get("seconds_total", 0.0))
         acc.print(f"resuming from {ckpt} (step {start})")
+    elif cfg.init_from:
+        # A related condition's net (e.g. scribble for canny) already knows where lines put things.
+        controlnet = ControlNetModel.from_pretrained(cfg.init_from, torch_dtype=torch.float32)
+        acc.print(f"starting from the ControlNet in {cfg.init_from}")
     else:
         torch.manual_seed(cfg.seed)
         controlnet = make_controlnet(unet, _vae_scale(vae))
@@ -208,8 +218,8 @@ def train(cfg: TrainConfig, parts: dict | None = None) -> Path:
             latents = vae.encode(px).latent_dist.sample(g).float() * vae.config.scaling_factor
             text = text_encoder(ids)[0]
         noise = torch.randn(latents.shape, generator=g, device=acc.device)
-        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=g,
-                          device=acc.device)
+        t = _draw_timesteps(cfg.timesteps, noise_scheduler.config.num_train_timesteps, latents.shape[0], g,
+                            acc.device)
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
         with acc.autocast():
@@ -249,6 +259,13 @@ def train(cfg: TrainConfig, parts: dict | None = None) -> Path:
     acc.wait_for_everyone()
     acc.end_training()
     return final
+
+
+def _draw_timesteps(kind: str, total: int, n: int, g: torch.Generator, device) -> torch.Tensor:
+    if kind == "cubic":
+        u = torch.rand(n, generator=g, device=device)
+        return ((1 - u ** 3) * total).long().clamp(0, total - 1)
+    return torch.randint(0, total, (n,), generator=g, device=device)
 
 
 def _out_of_time(acc, started: float, steps_done: int, budget: float) -> bool:

@@ -28,6 +28,8 @@ class ControlNetPlan:
     lr: float = 1e-4
     eval_every: int = 200
     eval_count: int = 16
+    init_from: str | None = None     # another stage's ControlNet to start from ("controlnet-scribble")
+    timesteps: str = "uniform"
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,12 @@ def plan(work_dir: str | Path, tiny: bool = False, kinds: tuple[str, ...] = ("sc
     if not torch.cuda.is_available():
         # Without a GPU only the ControlNets are practical: a ControlNet learns mostly per step,
         # so small batches and more steps, and fewer evaluations.
-        nets = tuple(ControlNetPlan(k, steps=2000, batch=8, lr=3e-4, eval_every=500, eval_count=8) for k in kinds)
+        # Canny starts from the scribble net: both read white lines on black. Cubic timesteps
+        # spend the few steps a CPU affords where the layout is decided.
+        nets = tuple(ControlNetPlan(k, steps=4000 if k != "canny" else 1500, batch=8, lr=3e-4, eval_every=500,
+                                    eval_count=8, init_from="controlnet-scribble" if k == "canny" else None,
+                                    timesteps="cubic")
+                     for k in kinds)
         return DemoPlan(cfg, nets, workers=min(workers, 1))
     return DemoPlan(cfg, tuple(ControlNetPlan(k) for k in kinds), workers=workers)
 
@@ -65,7 +72,8 @@ def _controlnet_config(p: DemoPlan, c: ControlNetPlan, out: Path, budget: float 
         kind=c.kind, batch_size=c.batch, learning_rate=c.lr, steps=c.steps, prompt_dropout=0.5,
         checkpoint_every=500, eval_every=c.eval_every, eval_count=c.eval_count,
         eval_steps=2 if p.backbone.tiny else 20, seed=p.seed + 10, max_seconds=budget, workers=p.workers,
-        log_every=2 if p.backbone.tiny else 100)
+        log_every=2 if p.backbone.tiny else 100,
+        init_from=str(out / c.init_from) if c.init_from else None, timesteps=c.timesteps)
 
 
 def _run_stage(name: str, p: DemoPlan, out: Path, budget: float | None) -> dict | None:

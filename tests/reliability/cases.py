@@ -169,7 +169,9 @@ CASES: list[tuple[str, object, object]] = [
     ("backbone-unknown", request_set(backbone="nope"), Refused(("'nope' matches nothing", "Installed: demo"))),
     ("backbone-empty", request_set(backbone=""), Refused(("backbone must name a model",))),
     ("backbone-is-a-controlnet", request_set(backbone="demo:scribble"), Refused(('the demo backbone is "demo"',))),
-    ("backbone-dotdot-path", request_set(backbone="../../etc"), Refused(("not a diffusers Stable Diffusion folder",))),
+    # Whether ../../etc exists depends on where the checkout lies: refused either way.
+    ("backbone-dotdot-path", request_set(backbone="../../etc"), Refused(("'../../etc'",))),
+    ("backbone-folder-not-a-model", request_set(backbone="/etc"), Refused(("not a diffusers Stable Diffusion folder",))),
     ("backbone-absolute-file", request_set(backbone="/etc/passwd"), Refused(("not a model file", ".safetensors"))),
     ("controlnet-unknown", unit_set(model="nope"), Refused(("'nope' matches nothing", "demo:scribble"))),
     ("controlnet-demo-unknown", unit_set(model="demo:nope"), Refused(("not installed", "installed: demo:openpose, demo:scribble"))),

@@ -113,3 +113,29 @@ def test_config_errors_say_what_to_do(tmp_path):
         _cfg(tmp_path, tmp_path, prompt_dropout=1.5)
     with pytest.raises(ValueError, match="--annotator"):
         _cfg(tmp_path, tmp_path, data=str(tmp_path))
+
+
+def test_training_can_start_from_another_controlnet(tiny_world_backbone, tmp_path):
+    parts = load_parts(str(tiny_world_backbone), "cpu")
+    start = make_controlnet(parts["unet"], vae_scale=2)
+    torch.nn.init.constant_(start.controlnet_mid_block.weight, 0.5)
+    start.save_pretrained(str(tmp_path / "start"))
+    final = train(_cfg(tiny_world_backbone, tmp_path / "run", steps=1, learning_rate=1e-6,
+                       init_from=str(tmp_path / "start")))
+    net = ControlNetModel.from_pretrained(str(final))
+    assert torch.allclose(net.controlnet_mid_block.weight, torch.full_like(net.controlnet_mid_block.weight, 0.5), atol=1e-4)
+
+
+def test_cubic_timesteps_favour_the_noisy_end_and_stay_in_range():
+    from engine.training.controlnet import _draw_timesteps
+    g = torch.Generator().manual_seed(0)
+    cubic = _draw_timesteps("cubic", 1000, 20000, g, "cpu")
+    uniform = _draw_timesteps("uniform", 1000, 20000, g, "cpu")
+    assert 0 <= int(cubic.min()) and int(cubic.max()) <= 999
+    # P(t >= 500) is 1 - 0.5**(1/3) ~ 0.79... under cubic: 1 - u**3 >= 0.5 when u <= 0.794
+    assert (cubic >= 500).float().mean() > 0.75 > 0.55 > (uniform >= 500).float().mean()
+
+
+def test_unknown_timestep_schedule_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="uniform or cubic"):
+        _cfg(tmp_path, tmp_path, timesteps="exponential")
