@@ -54,11 +54,19 @@ def interrupt() -> str:
 def generate(recipe_json: str) -> tuple[list, str]:
     """Make the images of a recipe (DESIGN.md's schema: {"format": "controlnet-studio", "version": 1,
     "request": {...}}). Returns the saved PNG files (each carries its own recipe) and the recipe as
-    run, with its seed resolved."""
+    run, with its seed resolved. What went wrong without stopping the run (the images could not be
+    saved, say) and prompt words the model does not know come back beside it as "warnings" and
+    "ignored_words", which a recipe reader skips."""
     request = GenerationRequest.from_json(recipe_json)
     result = run(request)
     images = [str(p) for p in result.paths] or list(result.images)
-    return images, result.recipe
+    recipe = result.recipe
+    if result.warnings or result.ignored_words or result.interrupted:
+        extra = json.loads(recipe)
+        extra.update({"warnings": list(result.warnings), "ignored_words": list(result.ignored_words),
+                      "interrupted": result.interrupted})
+        recipe = json.dumps(extra)
+    return images, recipe
 
 
 def parse_params(params: str | dict | None) -> dict:

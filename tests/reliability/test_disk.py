@@ -43,6 +43,9 @@ def test_images_come_back_when_they_cannot_be_saved(trouble, tiny_default, tmp_p
     assert len(images) == 1 and isinstance(images[0], Image.Image) and images[0].size == (64, 64)
     assert np.asarray(images[0]).std() > 0
     assert json.loads(recipe)["seed"] == 4
+    assert GenerationRequest.from_json(recipe).seed == 4       # still a recipe a client can send back
+    told = " ".join(json.loads(recipe)["warnings"])               # the client is told, not only the log
+    assert "not saved" in told
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "not saved" in logged and ("CNSTUDIO_OUTPUTS" in logged or "free some space" in logged)
     if trouble == "disk-full":
