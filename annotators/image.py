@@ -95,5 +95,36 @@ def resize_map(control_map: np.ndarray, width: int, height: int, interpolation: 
     out = to_rgb_uint8(control_map)
     if out.shape[:2] == (height, width):
         return out
+    if interpolation == "linear" and (out.shape[1] >= 2 * width or out.shape[0] >= 2 * height):
+        # Linear sampling reads every source pixel only while the factor is under 2; past it,
+        # thin lines fall between the samples and vanish.
+        return scale_map(out, width, height)
+    # Otherwise controlnet_aux's own (linear), so maps match it at the sizes it makes.
     flag = cv2.INTER_NEAREST if interpolation == "nearest" else cv2.INTER_LINEAR
     return np.ascontiguousarray(cv2.resize(out, (width, height), interpolation=flag))
+
+
+def is_binary(x: np.ndarray) -> bool:
+    """Two grey levels, dark and light: an edge, scribble or line map (sd-webui-controlnet's test)."""
+    if x.ndim == 3 and not ((x[..., 0] == x[..., 1]).all() and (x[..., 0] == x[..., 2]).all()):
+        return False
+    grey = x[..., 0] if x.ndim == 3 else x
+    lo, hi = int(grey.min()), int(grey.max())
+    return lo < 16 and hi > 240 and bool(((grey == lo) | (grey == hi)).all())
+
+
+def scale_map(x: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize a control map. Shrinking averages (area), enlarging is Lanczos. A binary line map
+    shrunk stays binary: averaged, then split by Otsu's threshold, so a 1-pixel line shrunk 4x
+    is still a white line instead of fading to a grey the ControlNet barely reads (what
+    sd-webui-controlnet's high_quality_resize does for such maps)."""
+    h, w = x.shape[:2]
+    shrinking = width * height < w * h
+    y = cv2.resize(x, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LANCZOS4)
+    if not shrinking or not is_binary(x):
+        return np.ascontiguousarray(y)
+    grey = y if y.ndim == 2 else y[..., 0]
+    if grey.max() == grey.min():
+        return np.ascontiguousarray(y)
+    _, line = cv2.threshold(np.ascontiguousarray(grey), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return np.ascontiguousarray(np.repeat(line[..., None], 3, axis=2) if x.ndim == 3 else line)

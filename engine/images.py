@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import io
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -110,9 +109,8 @@ def resize(image: np.ndarray, width: int, height: int, mode: str) -> np.ndarray:
 
 
 def _scaled(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    shrinking = width * height < w * h
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LANCZOS4)
+    from annotators.image import scale_map   # line maps stay lines when a map is fitted to the size
+    return scale_map(image, width, height)
 
 
 def png_bytes(image: np.ndarray) -> bytes:

@@ -23,6 +23,7 @@ from engine import GenerationRequest, GenerationResult
 
 from . import catalog
 from .errors import shown
+from .pictures import Picture
 
 GENERATION = "generation"        # the concurrency group every generation joins (GUI and API)
 _lock = threading.Lock()
@@ -113,7 +114,7 @@ def register_endpoints() -> None:
         recipe_out = gr.Textbox(label="recipe_json")
         go = gr.Button("generate")
         name_in = gr.Textbox(label="name")
-        image_in = gr.Image(label="image", type="numpy", image_mode=None)
+        image_in = Picture(label="image", type="numpy", image_mode=None)
         params_in = gr.Textbox(label="params_json", value="{}")
         map_out = gr.Image(label="map", type="numpy", format="png")
         make = gr.Button("annotate")

@@ -16,6 +16,7 @@ import annotators
 from annotators import pose as pose_format
 
 from .errors import shown
+from .pictures import Picture
 from .sizes import SIZES, parse_size
 
 # One person standing, facing the viewer (their right side on the picture's left), on 512x512.
@@ -157,7 +158,7 @@ class PoseTab:
             self.exporter = gr.DownloadButton("Export OpenPose JSON", value=export_file(start), size="sm")
         with gr.Accordion("Detect from a photo", open=False):
             with gr.Row():
-                self.photo = gr.Image(label="Photo of people", type="numpy", sources=["upload", "clipboard"],
+                self.photo = Picture(label="Photo of people", type="numpy", sources=["upload", "clipboard"],
                                       elem_id="pose-tab-photo", height=220)
                 self.detect = gr.Button("Detect pose", size="sm")
         self.picture = self.map  # what a unit reading "pose" re-annotates

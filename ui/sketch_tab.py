@@ -9,6 +9,7 @@ import numpy as np
 from . import api, catalog
 from .errors import shown
 from .params import ParamPanel
+from .pictures import Canvas
 from .sizes import SIZES, parse_size
 
 DEFAULT_ANNOTATOR = "scribble"
@@ -91,7 +92,7 @@ class SketchTab:
     def __init__(self):
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=280):
-                self.canvas = gr.ImageEditor(
+                self.canvas = Canvas(
                     label="Sketch: pick the brush and draw", type="numpy",
                     image_mode="RGBA", sources=("upload", "clipboard"), canvas_size=(512, 512), layers=False,
                     brush=BRUSH, eraser=gr.Eraser(default_size=16), transforms=(), format="png",

@@ -11,6 +11,7 @@ from engine import MODES, RESIZE_MODES, ControlUnit, limits
 from . import catalog
 from .errors import shown
 from .params import ParamPanel
+from .pictures import Picture
 from .sketch_tab import annotated
 
 SHOWN_AT_START = 3
@@ -43,9 +44,9 @@ class Unit:
                                          label="Control model", allow_custom_value=True, min_width=150,
                                          elem_id=f"unit{n}-model")
             with gr.Row(equal_height=False):
-                self.map = gr.Image(label="Control map", type="numpy", format="png", sources=["upload", "clipboard"],
+                self.map = Picture(label="Control map", type="numpy", format="png", sources=["upload", "clipboard"],
                                     height=150, min_width=120, elem_id=f"unit{n}-map")
-                self.mask = gr.Image(label="Mask (white: act here)", type="numpy", format="png",
+                self.mask = Picture(label="Mask (white: act here)", type="numpy", format="png",
                                      sources=["upload", "clipboard"], height=150, min_width=120,
                                      elem_id=f"unit{n}-mask")
                 with gr.Column(min_width=180):

@@ -7,6 +7,7 @@ import gradio as gr
 from . import catalog
 from .errors import shown
 from .params import ParamPanel
+from .pictures import Picture
 from .sketch_tab import annotated, annotator_choices
 
 DEFAULT_ANNOTATOR = "canny"
@@ -18,7 +19,7 @@ class UploadTab:
     def __init__(self):
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=280):
-                self.photo = gr.Image(label="Reference photo (or a finished control map)", type="numpy",
+                self.photo = Picture(label="Reference photo (or a finished control map)", type="numpy",
                                       sources=["upload", "clipboard"], elem_id="upload-photo", height=360)
             with gr.Column(scale=1, min_width=280):
                 self.map = gr.Image(label="Control map", type="numpy", format="png", interactive=False,
