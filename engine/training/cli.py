@@ -117,10 +117,14 @@ def demo_main(args: list[str]) -> int:
     p.add_argument("--stage", action="append", default=None, help="only these stages (repeatable)")
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--tiny", action="store_true", help="the same pipeline at test size, for a CPU smoke run")
+    p.add_argument("--extend", default=None, metavar="FOLDER",
+                   help="continue an earlier build (e.g. models/demo): keep its VAE, train its backbone on "
+                        "from its step count up to the plan's steps, then the ControlNets")
     a = p.parse_args(args)
     from .demo import train_demo
     try:
-        done = train_demo(a.out, a.work, a.max_minutes, a.stage, tiny=a.tiny, workers=a.workers)
+        done = train_demo(a.out, a.work, a.max_minutes, a.stage, tiny=a.tiny, workers=a.workers,
+                          extend=a.extend)
     except ValueError as e:
         print(f"train-demo: {e}", file=sys.stderr)
         return 2

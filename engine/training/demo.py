@@ -82,7 +82,9 @@ def _run_stage(name: str, p: DemoPlan, out: Path, budget: float | None) -> dict 
         return bb.train_vae(p.backbone, budget)
     if name == "backbone":
         info = bb.train_unet(p.backbone, budget)
-        if info is not None and not (out / "backbone" / "model_index.json").is_file():
+        shipped = out / "backbone" / "model_index.json"
+        done = work / "unet" / "DONE.json"
+        if info is not None and (not shipped.is_file() or shipped.stat().st_mtime < done.stat().st_mtime):
             bb.assemble(p.backbone, out / "backbone")
         return info
     kind = name.split("-", 1)[1]
@@ -135,10 +137,17 @@ def write_manifest(out: Path, stages: dict) -> Path:
 
 def train_demo(out: str | Path = "models/demo", work_dir: str | Path = "models/.cache/demo-training",
                max_minutes: float = 8.0, stages: list[str] | None = None, tiny: bool = False,
-               workers: int = 8) -> bool:
-    """Run the demo's stages for at most `max_minutes`; True when every stage is finished."""
+               workers: int = 8, extend: str | Path | None = None) -> bool:
+    """Run the demo's stages for at most `max_minutes`; True when every stage is finished.
+    `extend`: an earlier build (a folder with manifest.json) whose VAE is kept and whose backbone
+    goes on training from its step count (see backbone.seed_from)."""
     out, started = Path(out), time.monotonic()
     p = plan(work_dir, tiny=tiny, workers=workers)
+    if extend is not None:
+        manifest = Path(extend) / "manifest.json"
+        if not manifest.is_file():
+            raise ValueError(f"--extend {extend}: no manifest.json there; give a folder train-demo built")
+        bb.seed_from(p.backbone, extend, json.loads(manifest.read_text())["stages"])
     names = stage_names(p)
     unknown = set(stages or []) - set(names)
     if unknown:

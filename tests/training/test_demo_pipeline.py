@@ -29,3 +29,38 @@ def test_tiny_train_demo_builds_loadable_folders_and_resumes_by_stage(tmp_path):
         assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == entry["sha256"]
     assert set(manifest["stages"]) == {"vae", "backbone", "controlnet-scribble", "controlnet-canny"}
     assert cli.main([*args, "--stage", "nonsense"]) == 2
+
+
+@pytest.mark.slow
+def test_extend_goes_on_from_an_earlier_build(tmp_path, monkeypatch):
+    import dataclasses
+
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from engine.training import demo
+    first, work = tmp_path / "first", tmp_path / "work1"
+    assert demo.train_demo(first, work, stages=["vae", "backbone"], tiny=True)
+    before = UNet2DConditionModel.from_pretrained(str(first / "backbone" / "unet"))
+
+    plan = demo.plan
+    longer = lambda work_dir, **kw: dataclasses.replace(   # noqa: E731  (the same plan, 3 more UNet steps)
+        plan(work_dir, **kw), backbone=dataclasses.replace(plan(work_dir, **kw).backbone, unet_steps=9))
+    monkeypatch.setattr(demo, "plan", longer)
+    second, work2 = tmp_path / "second", tmp_path / "work2"
+    assert demo.train_demo(second, work2, stages=["vae", "backbone"], tiny=True, extend=first)
+    seeded = work2 / "unet" / "start"
+    start = UNet2DConditionModel.from_pretrained(str(seeded / "unet"))
+    for a, b in zip(before.parameters(), start.parameters()):   # it began where the first build ended
+        assert torch.equal(a.float(), b)
+    stages = json.loads((work2 / "stages.json").read_text())
+    assert stages["backbone"]["result"]["steps"] == 9           # 6 from the first build, 3 more here
+    assert stages["vae"]["result"]["from"].endswith("backbone")
+    after = UNet2DConditionModel.from_pretrained(str(second / "backbone" / "unet"))
+    assert any(not torch.equal(a, b) for a, b in zip(before.parameters(), after.parameters()))
+
+    monkeypatch.setattr(demo, "plan", plan)                    # a plan no longer than the build: refused
+    with pytest.raises(ValueError, match="nothing to extend"):
+        demo.train_demo(tmp_path / "third", tmp_path / "work3", stages=["backbone"], tiny=True, extend=first)
+    with pytest.raises(ValueError, match="no manifest.json"):
+        demo.train_demo(tmp_path / "third", tmp_path / "work3", tiny=True, extend=tmp_path)
