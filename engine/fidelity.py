@@ -7,6 +7,31 @@ fidelity curve and the demo model's quality tests all call it, so they agree.
 Edge kinds (scribble, canny, lineart, softedge, mlsd, ...): F1 between the picture's edges
 and the map's lines, where a pixel counts as matched if the other side has an edge within
 EDGE_TOLERANCE pixels (the usual boundary F1 of edge-detection benchmarks).
+
+The demo world's other conditions (engine.training.map_judges and .depth_judge):
+- seg: the picture is cut into colour regions (histogram-peak colours, connected pieces, specks
+  merged); each region takes the map class it mostly covers; the score is the mean IoU over the
+  map's classes. A map in the demo palette leaves its "background" class out of the mean (it is
+  most of every map, so a picture that ignored the map would still match it), though its pixels
+  still count against any class a picture puts there. A class may be made of only a few regions
+  per connected part, so a picture of many small patches cannot trace the map patch by patch.
+- openpose: the keypoints are read back from the map (annotators.pose_from_map), the world's
+  renderer draws the figure they describe, and the score is the IoU of that silhouette with the
+  picture's foreground (pixels unlike the border's background tones). Only figures whose body
+  keypoints from neck to ankles are all in the map are drawn; None if none is.
+- depth: a small judge trained on renders (a per-pixel MLP over colour, distance to the
+  background and how much of the neighbourhood is object) reads the picture's depth, and the
+  score is max(0, rho), rho the Spearman correlation between that reading and the map with the
+  picture's row held fixed (partial Spearman). Holding the row fixed matters: every world depth
+  map has the same floor-to-wall backdrop gradient, so the plain rho between a picture and the
+  map of another scene is ~0.78, and any picture would pass. The judge's weights are loaded from
+  models/demo/judges/depth.safetensors when shipped, else fitted once (~5 s) and cached in
+  models/.cache/judges/.
+Maps are fitted to the picture's size first: nearest-neighbour for seg (class colours must not
+blend), annotators' linear resize otherwise (area, binary aware, when shrinking 2x or more, so
+thin lines survive). A pose map is not resized: its keypoints are read at its own size and
+scaled (a 512 px editor map shrunk to a 128 px picture, even by nearest-neighbour, loses its
+keypoint circles).
 """
 from __future__ import annotations
 
@@ -20,13 +45,19 @@ EDGE_TOLERANCE = 2.0
 # Canny thresholds for the picture's edges: low enough for the soft edges of a decoded image.
 PICTURE_CANNY = (50, 120)
 
+# Maps whose colours are labels: resized without blending them.
+LABEL_KINDS = ("seg",)
+
 Judge = Callable[[np.ndarray, np.ndarray], "float | None"]
 _JUDGES: dict[str, Judge] = {}
+_NATIVE: set[str] = set()
 
 
-def register(kind: str, judge: Judge) -> None:
-    """Add (or replace) the judge of one condition kind; later parts add pose/seg/depth."""
+def register(kind: str, judge: Judge, native_map: bool = False) -> None:
+    """Add (or replace) the judge of one condition kind. native_map=True: the judge gets the
+    map at its own size and fits it to the picture itself."""
     _JUDGES[kind] = judge
+    (_NATIVE.add if native_map else _NATIVE.discard)(kind)
 
 
 def kinds() -> list[str]:
@@ -90,10 +121,29 @@ def score(kind: str, image, control_map) -> float | None:
     if judge is None:
         return None
     img, cmap = _rgb(image, "image"), _rgb(control_map, "control_map")
-    if cmap.shape[:2] != img.shape[:2]:
-        cmap = cv2.resize(cmap, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
+    if cmap.shape[:2] != img.shape[:2] and kind not in _NATIVE:
+        from annotators.image import resize_map
+        cmap = resize_map(cmap, img.shape[1], img.shape[0], "nearest" if kind in LABEL_KINDS else "linear")
     return judge(img, cmap)
+
+
+def seg_score(image: np.ndarray, control_map: np.ndarray) -> float | None:
+    from .training import map_judges
+    return map_judges.seg_score(image, control_map)
+
+
+def pose_score(image: np.ndarray, control_map: np.ndarray) -> float | None:
+    from .training import map_judges
+    return map_judges.pose_score(image, control_map)
+
+
+def depth_score(image: np.ndarray, control_map: np.ndarray) -> float | None:
+    from .training import depth_judge   # lazy: torch, and the judge's weights
+    return depth_judge.default().score(image, control_map)
 
 
 for _kind in EDGE_KINDS:
     register(_kind, edge_score)
+register("seg", seg_score)
+register("openpose", pose_score, native_map=True)
+register("depth", depth_score)
