@@ -40,7 +40,10 @@ class DemoPlan:
     workers: int = 8
 
 
-def plan(work_dir: str | Path, tiny: bool = False, kinds: tuple[str, ...] = ("scribble", "canny"),
+KINDS = ("scribble", "canny", "openpose", "seg", "depth")   # part 1: the first two; part 2: the rest
+
+
+def plan(work_dir: str | Path, tiny: bool = False, kinds: tuple[str, ...] = KINDS,
          workers: int = 8) -> DemoPlan:
     """The demo's recipe. `tiny` is the same pipeline at test size (minutes on a CPU)."""
     if tiny:
@@ -63,7 +66,23 @@ def plan(work_dir: str | Path, tiny: bool = False, kinds: tuple[str, ...] = ("sc
 
 
 def stage_names(p: DemoPlan) -> list[str]:
-    return ["vae", "backbone"] + [f"controlnet-{c.kind}" for c in p.controlnets]
+    return ["vae", "backbone", "judges"] + [f"controlnet-{c.kind}" for c in p.controlnets]
+
+
+def _judges_stage(p: DemoPlan, out: Path) -> dict:
+    """The fidelity judges that need weights (depth), fitted on renders and shipped beside the
+    models so the GUI's fidelity meter and the tests read the same judge."""
+    from . import depth_judge
+    path = out / "judges" / depth_judge.FILE_NAME
+    if p.backbone.tiny:
+        judge = depth_judge.fit(seeds=range(8), steps=20)
+        checked = depth_judge.held_out(judge, seeds=range(900_000, 900_004))
+    else:
+        judge = depth_judge.fit()
+        checked = depth_judge.held_out(judge)
+    judge.save(path)
+    depth_judge.forget()
+    return {"depth": checked}
 
 
 def _controlnet_config(p: DemoPlan, c: ControlNetPlan, out: Path, budget: float | None) -> TrainConfig:
@@ -80,6 +99,14 @@ def _run_stage(name: str, p: DemoPlan, out: Path, budget: float | None) -> dict 
     work = Path(p.backbone.work_dir)
     if name == "vae":
         return bb.train_vae(p.backbone, budget)
+    if name == "judges":
+        done = work / "judges" / "DONE.json"
+        if done.is_file() and (out / "judges").is_dir():
+            return json.loads(done.read_text())
+        info = _judges_stage(p, out)
+        done.parent.mkdir(parents=True, exist_ok=True)
+        done.write_text(json.dumps(info, indent=1))
+        return info
     if name == "backbone":
         info = bb.train_unet(p.backbone, budget)
         shipped = out / "backbone" / "model_index.json"

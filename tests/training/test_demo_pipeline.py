@@ -2,10 +2,11 @@
 import hashlib
 import json
 
+import numpy as np
 import pytest
 from diffusers import ControlNetModel
 
-from engine.training import cli
+from engine.training import cli, demo
 
 
 @pytest.mark.slow
@@ -27,7 +28,12 @@ def test_tiny_train_demo_builds_loadable_folders_and_resumes_by_stage(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     for rel, entry in manifest["files"].items():
         assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == entry["sha256"]
-    assert set(manifest["stages"]) == {"vae", "backbone", "controlnet-scribble", "controlnet-canny"}
+    assert set(manifest["stages"]) == {"vae", "backbone", "judges", *(f"controlnet-{k}" for k in demo.KINDS)}
+    for kind in demo.KINDS:
+        assert (out / f"controlnet-{kind}" / "config.json").is_file()
+    from engine.training import depth_judge
+    judge = depth_judge.load(out / "judges" / depth_judge.FILE_NAME)     # the shipped judge loads and judges
+    assert judge.predict(np.zeros((128, 128, 3), np.uint8)).shape == (depth_judge.JUDGE_SIZE,) * 2
     assert cli.main([*args, "--stage", "nonsense"]) == 2
 
 
@@ -38,7 +44,6 @@ def test_extend_goes_on_from_an_earlier_build(tmp_path, monkeypatch):
     import torch
     from diffusers import UNet2DConditionModel
 
-    from engine.training import demo
     first, work = tmp_path / "first", tmp_path / "work1"
     assert demo.train_demo(first, work, stages=["vae", "backbone"], tiny=True)
     before = UNet2DConditionModel.from_pretrained(str(first / "backbone" / "unet"))
