@@ -21,6 +21,17 @@ from .samplers import SAMPLERS
 from .values import MODES, ControlUnit, GenerationRequest, GenerationResult
 
 
+def _demo_palette() -> None:
+    # The demo's segmentation ControlNet reads the world's own class colours, not ADE20K's, so
+    # a colour map painted for it snaps to those (segmentation_paint's palette="demo").
+    import annotators
+    from .training.draw import SEG_COLOURS
+    annotators.add_palette("demo", list(SEG_COLOURS.values()))
+
+
+_demo_palette()
+
+
 def load_backbone(source: str):
     """Load (or reuse) a backbone through the shared model manager."""
     return default_manager().backbone(source)

@@ -45,3 +45,4 @@ def test_pictures_and_grey_maps_are_not_thresholded():
     out = scale_map(grey, 64, 64)
     assert len(np.unique(out)) > 30
     assert not is_binary(grey) and not is_binary(np.full((8, 8, 3), 255, np.uint8))
+
