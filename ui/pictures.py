@@ -20,11 +20,8 @@ def unreadable(payload, error: Exception) -> gr.Error:
                     "or not an image. Save it again as PNG or JPEG and upload that.", print_exception=False)
 
 
-class Picture(gr.Image):
-    """gr.Image with readable upload errors."""
-
-    def get_block_name(self) -> str:
-        return "image"
+class _ReadableUploads:
+    """Turns a failure to decode the upload into a message; the background's, for an editor."""
 
     def preprocess(self, payload):
         try:
@@ -32,19 +29,18 @@ class Picture(gr.Image):
         except gr.Error:
             raise
         except Exception as e:  # noqa: BLE001  (any decoding failure is the file's, told to the artist)
-            raise unreadable(payload, e) from None
+            raise unreadable(getattr(payload, "background", None) or payload, e) from None
 
 
-class Canvas(gr.ImageEditor):
+class Picture(_ReadableUploads, gr.Image):
+    """gr.Image with readable upload errors."""
+
+    def get_block_name(self) -> str:
+        return "image"
+
+
+class Canvas(_ReadableUploads, gr.ImageEditor):
     """gr.ImageEditor with readable errors for an unreadable background upload."""
 
     def get_block_name(self) -> str:
         return "imageeditor"
-
-    def preprocess(self, payload):
-        try:
-            return super().preprocess(payload)
-        except gr.Error:
-            raise
-        except Exception as e:  # noqa: BLE001
-            raise unreadable(getattr(payload, "background", None) or payload, e) from None
