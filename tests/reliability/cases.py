@@ -13,7 +13,9 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from tests.reliability.models_folder import CORRUPT, OTHER_ARCH, TRUNCATED
+from tests.reliability.models_folder import CORRUPT, OTHER_ARCH, TRUNCATED, demo_facts
+
+DEMO_NETS, DEMO_WIDTH, NATIVE = demo_facts()
 
 SIZE = 64
 RED = (255, 0, 0)
@@ -174,12 +176,12 @@ CASES: list[tuple[str, object, object]] = [
     ("backbone-folder-not-a-model", request_set(backbone="/etc"), Refused(("not a diffusers Stable Diffusion folder",))),
     ("backbone-absolute-file", request_set(backbone="/etc/passwd"), Refused(("not a model file", ".safetensors"))),
     ("controlnet-unknown", unit_set(model="nope"), Refused(("'nope' matches nothing", "demo:scribble"))),
-    ("controlnet-demo-unknown", unit_set(model="demo:nope"), Refused(("not installed", "installed: demo:openpose, demo:scribble"))),
+    ("controlnet-demo-unknown", unit_set(model="demo:nope"), Refused(("not installed", "installed: " + ", ".join(DEMO_NETS)))),
     ("controlnet-is-the-backbone", unit_set(model="demo"), Refused(('demo ControlNets are "demo:<kind>"',))),
     ("controlnet-corrupt", unit_set(model=CORRUPT), Refused(("not a readable .safetensors file", "Download it again"))),
     ("controlnet-truncated", unit_set(model=TRUNCATED), Refused(("corrupt or truncated", "Download it again"))),
     ("controlnet-other-arch", unit_set(model=OTHER_ARCH),
-     Refused(("does not fit backbone 'demo'", "ControlNet 48 vs backbone 32", "made for this backbone"))),
+     Refused(("does not fit backbone 'demo'", f"ControlNet 48 vs backbone {DEMO_WIDTH}", "made for this backbone"))),
     # text
     ("prompt-10000", request_set(prompt="a red circle " * 769), Corrected(_prompt_kept(len("a red circle " * 769)))),
     ("prompt-over-limit", request_set(prompt="x" * 20001), Refused(("20001 characters", "the limit is 20000"))),
@@ -218,7 +220,7 @@ def check_corrected(expect: Corrected, recipe_as_run: str, image_sizes: list[tup
     from engine.images import from_b64
     recipe = json.loads(recipe_as_run)
     request = recipe.get("request", recipe)
-    w, h = request.get("width") or SIZE, request.get("height") or SIZE
+    w, h = request.get("width") or NATIVE, request.get("height") or NATIVE
     assert image_sizes and all(size == (w, h) for size in image_sizes), image_sizes
     units = request["units"]
     unit_image = from_b64(units[0]["image"]) if units else None

@@ -1,6 +1,7 @@
-"""A models folder with the tiny demo ("demo", "demo:scribble", "demo:openpose") and hostile or
-misfit ControlNets under controlnets/: a corrupt and a truncated .safetensors, and one made for
-another backbone width."""
+"""A models folder with the demo and hostile or misfit ControlNets under controlnets/: a corrupt
+and a truncated .safetensors, and one made for another backbone width. The demo is the embedded
+one (models/demo) when it is built, so the bad inputs and the load run on the real model; else
+the tests' tiny stand-in ("demo", "demo:scribble", "demo:openpose")."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,12 +23,31 @@ class _Payload:
         return self.func, self.args
 
 
+def demo_facts() -> tuple[list[str], int, int]:
+    """(installed demo ControlNets, the demo backbone's cross-attention width, its native size)
+    of the demo build() uses."""
+    import json
+
+    from tests.ui.studio_server import DEMO, demo_installed
+    if not demo_installed():
+        return ["demo:openpose", "demo:scribble"], 32, 64
+    nets = sorted(f"demo:{p.name.split('-', 1)[1]}" for p in DEMO.glob("controlnet-*") if p.is_dir())
+    unet = json.loads((DEMO / "backbone" / "unet" / "config.json").read_text())
+    vae = json.loads((DEMO / "backbone" / "vae" / "config.json").read_text())
+    native = int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    return nets, int(unet["cross_attention_dim"]), native
+
+
 def build(root: Path) -> Path:
     from safetensors.torch import save_file
 
     from tests.tiny_models import tiny_controlnet, tiny_unet
-    from tests.ui.studio_server import tiny_demo
-    tiny_demo(root)
+    from tests.ui.studio_server import DEMO, demo_installed, tiny_demo
+    if demo_installed():
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "demo").symlink_to(DEMO, target_is_directory=True)
+    else:
+        tiny_demo(root)
     nets = root / "controlnets"
     nets.mkdir(parents=True, exist_ok=True)
     (nets / CORRUPT).write_bytes(b"\xff" * 8 + b"this is not a safetensors header" * 10)

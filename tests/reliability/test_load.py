@@ -1,4 +1,4 @@
-"""Load: 8 concurrent API clients x 20 jobs on the (tiny) demo model on CPU: every job completes,
+"""Load: 8 concurrent API clients x 20 jobs on the demo model (the tiny stand-in until it is built) on CPU: every job completes,
 each client gets its own images, no file on disk is lost or overwritten, and the server's memory
 is flat. Past a configured queue limit a client gets a clean queue-full message; an interrupt
 stops the running job and the queued ones run."""
