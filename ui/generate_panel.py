@@ -15,6 +15,8 @@ class GeneratePanel:
     """Generation settings and results. `settings` are the widgets a request is read from."""
 
     def __init__(self, backbones: list[str]):
+        self.missing = gr.Markdown(missing_models_note(backbones), elem_id="no-models", elem_classes=["notice"],
+                                   visible=not backbones)
         self.backbone = gr.Dropdown(backbones, value=catalog.default_backbone(backbones), label="Backbone",
                                     allow_custom_value=True, elem_id="backbone")
         self.words = gr.Markdown("", elem_id="known-words", elem_classes=["hint"])
@@ -82,6 +84,17 @@ class GeneratePanel:
         self.reuse_seed.click(lambda last: SEED_RANDOM if last is None else last, [self.last_seed], [self.seed],
                               queue=False)
         self.backbone.change(words_hint, [self.backbone], [self.words], show_progress="hidden")
+
+
+def missing_models_note(backbones: list[str]) -> str:
+    """What to do when no backbone is installed (a fresh checkout before the demo is built)."""
+    if backbones:
+        return ""
+    from engine.sources import models_dir
+    return ("**No model is installed yet**, so Generate cannot run; the annotators and previews work. "
+            "Build the embedded demo model with `python3 launch.py train-demo` (on a GPU, about "
+            f"15 minutes), or put a Stable Diffusion model (a diffusers folder or a `.safetensors` file) "
+            f"in `{models_dir() / 'backbones'}`, then restart the studio.")
 
 
 def words_hint(backbone: str) -> str:

@@ -48,3 +48,22 @@ def test_auth_guards_the_page(monkeypatch, tmp_path):
         assert e.code in (401, 403)
     finally:
         blocks.close()
+
+
+def _component(blocks, elem_id):
+    return next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == elem_id)
+
+
+def test_a_checkout_without_models_says_what_to_do(monkeypatch, tmp_path):
+    from ui.layout import build_app
+    monkeypatch.setenv("CNSTUDIO_MODELS", str(tmp_path))
+    note = _component(build_app(), "no-models")
+    assert note.visible and "No model is installed yet" in note.value
+    assert "launch.py train-demo" in note.value and str(tmp_path / "backbones") in note.value
+
+
+def test_with_a_backbone_installed_there_is_no_such_note(monkeypatch, tmp_path):
+    from tests.ui.studio_server import tiny_demo
+    from ui.layout import build_app
+    monkeypatch.setenv("CNSTUDIO_MODELS", str(tiny_demo(tmp_path)))
+    assert not _component(build_app(), "no-models").visible
