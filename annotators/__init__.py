@@ -12,7 +12,8 @@ Errors are ValueErrors that say what was wrong and what is allowed.
 """
 # Importing a module declares its annotators; torch and transformers load only when one runs.
 from . import color, depth, edges, learned_edges, masks, scribble, segmentation, segmentation_paint  # noqa: F401
-from .pose import pose_from_map, render_pose
+from .pose import render_pose
+from .pose_read import pose_from_map
 from .pose_detect import detect_pose
 from .segmentation_paint import add_palette, snap_to_palette
 from .registry import Param, list_annotators as list, names, run, spec  # noqa: A001

@@ -1,4 +1,5 @@
-"""OpenPose JSON <-> pose map, drawn the way the OpenPose ControlNets were trained on.
+"""OpenPose JSON -> pose map, drawn the way the OpenPose ControlNets were trained on (pose_read
+reads a map back).
 
 Pose JSON (OpenPose format): {"canvas_width": W, "canvas_height": H, "people": [{
 "pose_keypoints_2d": [x, y, c] * 18, optional "hand_left_keypoints_2d" / "hand_right_keypoints_2d"
@@ -9,12 +10,10 @@ from __future__ import annotations
 
 import colorsys
 import math
-from typing import Any
 
 import cv2
 import numpy as np
 
-from .image import to_rgb_uint8
 
 KEYPOINT_NAMES = (
     "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
@@ -132,57 +131,3 @@ def render_pose(pose: dict, width: int, height: int, *, hands: bool = True, face
                 if p is not None:
                     cv2.circle(canvas, (int(p[0]), int(p[1])), FACE_POINT_RADIUS, FACE_POINT_COLOR, thickness=-1)
     return canvas
-
-
-def _color_mask(image: np.ndarray, color: Any, tolerance: int) -> np.ndarray:
-    return np.all(np.abs(image.astype(np.int16) - np.asarray(color, np.int16)) <= tolerance, axis=2)
-
-
-def _find(parent: list[int], i: int) -> int:
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]
-        i = parent[i]
-    return i
-
-
-def pose_from_map(control_map: Any, *, tolerance: int = 10, min_area: int = 4) -> dict:
-    """OpenPose JSON read back from a body pose map made elsewhere, for editing: keypoints are the
-    circles of each keypoint's colour (their centroids); limbs, drawn at 60% of their colour, tell
-    which keypoints belong to one person. A person needs two keypoints joined by a limb to be
-    found. Hands and faces are not read back."""
-    image = to_rgb_uint8(control_map)
-    height, width = image.shape[:2]
-    labels = np.zeros((height, width), np.int32)  # 0: no keypoint; k: blob k-1
-    blobs: list[tuple[int, float, float, int]] = []  # (keypoint index, x, y, area)
-    for k, color in enumerate(COLORS):
-        n, comp, stats, centroids = cv2.connectedComponentsWithStats(
-            _color_mask(image, color, tolerance).astype(np.uint8), connectivity=8)
-        for c in range(1, n):
-            if stats[c, cv2.CC_STAT_AREA] >= min_area:
-                blobs.append((k, float(centroids[c][0]), float(centroids[c][1]), int(stats[c, cv2.CC_STAT_AREA])))
-                labels[comp == c] = len(blobs)
-    parent = list(range(len(blobs)))
-    kernel = np.ones((5, 5), np.uint8)
-    for (a, b), color in zip(LIMBS, COLORS):
-        n, comp = cv2.connectedComponents(_color_mask(image, _limb_color(color), tolerance).astype(np.uint8))
-        for c in range(1, n):
-            near = cv2.dilate((comp == c).astype(np.uint8), kernel).astype(bool)
-            ends = [i - 1 for i in np.unique(labels[near]) if i > 0 and blobs[i - 1][0] in (a, b)]
-            for i in ends[1:]:
-                parent[_find(parent, i)] = _find(parent, ends[0])
-    groups: dict[int, list[int]] = {}
-    for i in range(len(blobs)):
-        groups.setdefault(_find(parent, i), []).append(i)
-    people = []
-    for members in groups.values():
-        if len(members) < 2:
-            continue
-        flat = [0.0] * (3 * len(COLORS))
-        # Where a group holds two blobs of one keypoint, the larger (less hidden) one wins.
-        for i in sorted(members, key=lambda i: blobs[i][3]):
-            k, x, y, _ = blobs[i]
-            flat[3 * k:3 * k + 3] = [round(x, 2), round(y, 2), 1.0]
-        people.append(flat)
-    people.sort(key=lambda f: min(f[3 * k] for k in range(len(COLORS)) if f[3 * k + 2] > 0))
-    return {"canvas_width": width, "canvas_height": height,
-            "people": [{"pose_keypoints_2d": flat} for flat in people]}
