@@ -211,16 +211,18 @@ def train_unet(cfg: BackboneConfig, max_seconds: float | None = None) -> dict | 
     if ckpt is not None:
         unet = UNet2DConditionModel.from_pretrained(str(ckpt / "unet"))
         text_encoder = CLIPTextModel.from_pretrained(str(ckpt / "text_encoder"))
-        start = checkpoints.read_state(ckpt)["step"]
+        state = checkpoints.read_state(ckpt)
+        start, seconds_before = state["step"], float(state.get("seconds_total", 0.0))
     elif seeded.is_dir():    # an earlier build's weights (train-demo --extend): continue from its step
         unet = UNet2DConditionModel.from_pretrained(str(seeded / "unet"), torch_dtype=torch.float32)
         text_encoder = CLIPTextModel.from_pretrained(str(seeded / "text_encoder"), torch_dtype=torch.float32)
-        start = int(json.loads((seeded / "start.json").read_text())["step"])
+        earlier = json.loads((seeded / "start.json").read_text())
+        start, seconds_before = int(earlier["step"]), float(earlier.get("seconds", 0.0))
     else:
         torch.manual_seed(cfg.seed + 1)
         text_encoder = architecture.make_text_encoder(tokenizer, cfg.tiny)
         unet = architecture.make_unet(text_encoder.config.hidden_size, cfg.tiny)
-        start = 0
+        start, seconds_before = 0, 0.0
     unet.to(device).train()
     text_encoder.to(device).train()
     modules = [unet, text_encoder]
@@ -269,24 +271,20 @@ def train_unet(cfg: BackboneConfig, max_seconds: float | None = None) -> dict | 
         out_of_time = not _time_left(started, max_seconds, step - start, extra=25.0)
         if step < cfg.unet_steps and (step % cfg.checkpoint_every == 0 or out_of_time):
             _save_unet_checkpoint(folder, step, unet, text_encoder, ema, opt, loss_ema,
-                                  _seconds_before(ckpt, seeded) + time.monotonic() - started)
+                                  seconds_before + time.monotonic() - started)
             if out_of_time:
                 return None
     ema.copy_to(modules)
     unet.save_pretrained(str(folder / "final" / "unet"), safe_serialization=True)
     text_encoder.save_pretrained(str(folder / "final" / "text_encoder"), safe_serialization=True)
     return _finish(folder, {"steps": step, "loss": loss_ema, "batch": cfg.unet_batch,
-                            "seconds": _seconds_before(ckpt, seeded) + time.monotonic() - started,
+                            "seconds": seconds_before + time.monotonic() - started,
                             "unet_params": architecture.n_params(unet),
                             "text_encoder_params": architecture.n_params(text_encoder)})
 
 
-def _seconds_before(ckpt: Path | None, seeded: Path | None = None) -> float:
-    if ckpt is not None:
-        return float(checkpoints.read_state(ckpt).get("seconds_total", 0.0))
-    if seeded is not None and (seeded / "start.json").is_file():
-        return float(json.loads((seeded / "start.json").read_text()).get("seconds", 0.0))
-    return 0.0
+def _seconds_before(ckpt: Path | None) -> float:
+    return float(checkpoints.read_state(ckpt).get("seconds_total", 0.0)) if ckpt is not None else 0.0
 
 
 def seed_from(cfg: BackboneConfig, previous: str | Path, stages: dict) -> None:
