@@ -62,7 +62,14 @@ def plan(work_dir: str | Path, tiny: bool = False, kinds: tuple[str, ...] = KIND
                                     timesteps="cubic")
                      for k in kinds)
         return DemoPlan(cfg, nets, workers=min(workers, 1))
-    return DemoPlan(cfg, tuple(ControlNetPlan(k) for k in kinds), workers=workers)
+    # On a GPU: REFERENCE.md's measured recipe (AdamW 1e-4, batch 64, edge F1 0.50 after 600
+    # steps on a one-shape world), run longer because this world has up to three shapes and
+    # figures. Canny starts from the scribble net (both read white lines on black).
+    steps = {"scribble": 2000, "canny": 1000}
+    nets = tuple(ControlNetPlan(k, steps=steps.get(k, 1500), eval_every=250,
+                                init_from="controlnet-scribble" if k == "canny" and "scribble" in kinds else None)
+                 for k in kinds)
+    return DemoPlan(cfg, nets, workers=workers)
 
 
 def stage_names(p: DemoPlan) -> list[str]:
