@@ -6,6 +6,7 @@
     python3 launch.py generate ...    make images from a recipe or flags (see --help)
     python3 launch.py train ...       train a ControlNet
     python3 launch.py train-demo ...  rebuild the embedded demo model (GPU)
+    python3 launch.py study ...       measure the paper's claims on the demo model (training | sweeps)
 
 Set-up creates a virtual environment (.venv, or CNSTUDIO_VENV), installs torch with
 TORCH_COMMAND (default `pip install torch==2.13.0`; set it for your CUDA build), then
@@ -23,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_TORCH_COMMAND = "pip install torch==2.13.0"
-SUBCOMMANDS = ("test", "generate", "train", "train-demo", "app")
+SUBCOMMANDS = ("test", "generate", "train", "train-demo", "study", "app")
 
 
 def _venv_python(venv_dir: Path) -> Path:
@@ -94,7 +95,7 @@ def main(argv: list[str]) -> int:
     if command == "generate":
         from engine.cli import main as generate_main
         return generate_main(rest)
-    if command in ("train", "train-demo"):
+    if command in ("train", "train-demo", "study"):
         from engine.training.cli import main as train_main
         return train_main([command, *rest])
     from ui.app import main as app_main

@@ -4,6 +4,8 @@
     train --backbone demo --kind scribble --data world --output runs/scribble --steps 2000
     train --backbone path/to/sd15 --kind canny --data pics/ --annotator canny --processes 2
     train-demo [--max-minutes 8] [--stage backbone]
+    study training --kind scribble --steps 2000 --out runs/study
+    study sweeps --kinds scribble,canny --seeds 8 --out runs/study
 
 `--processes N` (N > 1) starts N processes through accelerate's launcher (one per GPU, or
 CPU processes with --cpu); each draws its own slice of every step's batch.
@@ -16,6 +18,7 @@ import subprocess
 import sys
 
 from .controlnet import TrainConfig
+from .demo import KINDS
 
 
 def _train_parser() -> argparse.ArgumentParser:
@@ -131,12 +134,64 @@ def demo_main(args: list[str]) -> int:
     return 0 if done else 3
 
 
-def main(argv: list[str]) -> int:
-    """argv[0] is "train" or "train-demo"; the rest are that command's options."""
-    if not argv or argv[0] not in ("train", "train-demo"):
-        print("usage: launch.py train ... | launch.py train-demo ...", file=sys.stderr)
+def _study_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="launch.py study", description="Measure the paper's claims on the demo model.")
+    sub = p.add_subparsers(dest="study", required=True)
+    t = sub.add_parser("training", help="three runs: prompt dropout 0.5 / 0, middle block first; fidelity curves")
+    t.add_argument("--kind", default="scribble")
+    t.add_argument("--steps", type=int, default=2000, help="steps of each run")
+    t.add_argument("--out", required=True, help="study folder: runs/<name>/, training.json, training.png")
+    t.add_argument("--backbone", default="demo", help="backbone source: demo, a diffusers folder, a file")
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=1e-4)
+    t.add_argument("--workers", type=int, default=8, help="data loader processes")
+    t.add_argument("--seed", type=int, default=10)
+    t.add_argument("--eval-every", type=int, default=None, help="default: steps // 20")
+    t.add_argument("--eval-count", type=int, default=16, help="held-out items (seeds 0..N-1) per evaluation")
+    t.add_argument("--eval-steps", type=int, default=20)
+    t.add_argument("--threshold", type=float, default=0.5, help="the fidelity the speed-up is measured to")
+    t.add_argument("--max-minutes", type=float, default=8.0, help="each call stops by then; call again to resume")
+    t.add_argument("--cpu", action="store_true")
+    s = sub.add_parser("sweeps", help="fidelity as a unit's weight and end change (inference only)")
+    s.add_argument("--kinds", default=",".join(KINDS), help="comma-separated demo ControlNets")
+    s.add_argument("--seeds", type=int, default=8, help="world scenes and noise seeds 0..N-1")
+    s.add_argument("--out", required=True, help="folder for sweeps.json, sweep_weight.png, sweep_end.png")
+    s.add_argument("--steps", type=int, default=20)
+    s.add_argument("--cfg", type=float, default=7.5)
+    s.add_argument("--cpu", action="store_true")
+    return p
+
+
+def study_main(args: list[str]) -> int:
+    a = _study_parser().parse_args(args)
+    from . import studies
+    try:
+        if a.study == "sweeps":
+            kinds = tuple(k.strip() for k in a.kinds.split(",") if k.strip())
+            studies.sweeps_study(studies.SweepStudy(out=a.out, kinds=kinds, seeds=a.seeds, steps=a.steps,
+                                                    cfg_scale=a.cfg, cpu=a.cpu))
+            return 0
+        study = studies.TrainingStudy(
+            out=a.out, kind=a.kind, steps=a.steps, backbone=a.backbone, batch_size=a.batch_size,
+            learning_rate=a.lr, workers=a.workers, seed=a.seed, eval_every=a.eval_every, eval_count=a.eval_count,
+            eval_steps=a.eval_steps, threshold=a.threshold, cpu=a.cpu,
+            max_seconds=None if a.max_minutes is None else a.max_minutes * 60.0)
+        return 0 if studies.training_study(study) is not None else 3
+    except ValueError as e:
+        print(f"study: {e}", file=sys.stderr)
         return 2
-    return train_main(argv[1:]) if argv[0] == "train" else demo_main(argv[1:])
+
+
+COMMANDS = {"train": train_main, "train-demo": demo_main, "study": study_main}
+
+
+def main(argv: list[str]) -> int:
+    """argv[0] is "train", "train-demo" or "study"; the rest are that command's options."""
+    if not argv or argv[0] not in COMMANDS:
+        print("usage: launch.py train ... | launch.py train-demo ... | launch.py study training|sweeps ...",
+              file=sys.stderr)
+        return 2
+    return COMMANDS[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":
