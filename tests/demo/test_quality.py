@@ -47,12 +47,15 @@ def test_edge_controlnet_follows_its_map(pictures, kind):
     with_control, without = [], []
     for seed in SEEDS:
         sc, maps = _edge_maps(seed)
+        if not maps[kind].any():
+            continue   # a shape as light as its background leaves canny no line to follow
         unit = ControlUnit(f"demo:{kind}", maps[kind])
         with_control.append(fidelity.score(kind, pictures(prompt=sc.caption, seed=seed,
                                                                  units=(unit,))[0], maps[kind]))
         without.append(fidelity.score(kind, pictures(prompt=sc.caption, seed=seed)[0], maps[kind]))
+    assert len(with_control) >= 15, f"only {len(with_control)} of 20 scenes gave {kind} lines"
     f1, base = float(np.mean(with_control)), float(np.mean(without))
-    print(f"{kind}: edge F1 {f1:.3f} with control, {base:.3f} without")
+    print(f"{kind}: edge F1 {f1:.3f} with control, {base:.3f} without, over {len(with_control)} scenes")
     assert f1 >= 0.5
     assert f1 >= 3 * base
 
