@@ -135,21 +135,23 @@ def demo_main(args: list[str]) -> int:
 
 
 def _study_parser() -> argparse.ArgumentParser:
+    from .studies import TrainingStudy as T   # the study's own defaults, so the two cannot drift
     p = argparse.ArgumentParser(prog="launch.py study", description="Measure the paper's claims on the demo model.")
     sub = p.add_subparsers(dest="study", required=True)
     t = sub.add_parser("training", help="three runs: prompt dropout 0.5 / 0, middle block first; fidelity curves")
-    t.add_argument("--kind", default="scribble")
-    t.add_argument("--steps", type=int, default=2000, help="steps of each run")
+    t.add_argument("--kind", default=T.kind)
+    t.add_argument("--steps", type=int, default=T.steps, help="steps of each run")
     t.add_argument("--out", required=True, help="study folder: runs/<name>/, training.json, training.png")
-    t.add_argument("--backbone", default="demo", help="backbone source: demo, a diffusers folder, a file")
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=1e-4)
-    t.add_argument("--workers", type=int, default=8, help="data loader processes")
-    t.add_argument("--seed", type=int, default=10)
-    t.add_argument("--eval-every", type=int, default=None, help="default: steps // 20")
-    t.add_argument("--eval-count", type=int, default=16, help="held-out items (seeds 0..N-1) per evaluation")
-    t.add_argument("--eval-steps", type=int, default=20)
-    t.add_argument("--threshold", type=float, default=0.5, help="the fidelity the speed-up is measured to")
+    t.add_argument("--backbone", default=T.backbone, help="backbone source: demo, a diffusers folder, a file")
+    t.add_argument("--batch-size", type=int, default=T.batch_size)
+    t.add_argument("--lr", type=float, default=T.learning_rate)
+    t.add_argument("--timesteps", choices=("uniform", "cubic"), default=T.timesteps)
+    t.add_argument("--workers", type=int, default=T.workers, help="data loader processes")
+    t.add_argument("--seed", type=int, default=T.seed)
+    t.add_argument("--eval-every", type=int, default=T.eval_every, help="default: steps // 20")
+    t.add_argument("--eval-count", type=int, default=T.eval_count, help="held-out items (seeds 0..N-1) per evaluation")
+    t.add_argument("--eval-steps", type=int, default=T.eval_steps)
+    t.add_argument("--threshold", type=float, default=T.threshold, help="the fidelity the speed-up is measured to")
     t.add_argument("--max-minutes", type=float, default=8.0, help="each call stops by then; call again to resume")
     t.add_argument("--cpu", action="store_true")
     s = sub.add_parser("sweeps", help="fidelity as a unit's weight and end change (inference only)")
@@ -173,7 +175,7 @@ def study_main(args: list[str]) -> int:
             return 0
         study = studies.TrainingStudy(
             out=a.out, kind=a.kind, steps=a.steps, backbone=a.backbone, batch_size=a.batch_size,
-            learning_rate=a.lr, workers=a.workers, seed=a.seed, eval_every=a.eval_every, eval_count=a.eval_count,
+            learning_rate=a.lr, timesteps=a.timesteps, workers=a.workers, seed=a.seed, eval_every=a.eval_every, eval_count=a.eval_count,
             eval_steps=a.eval_steps, threshold=a.threshold, cpu=a.cpu,
             max_seconds=None if a.max_minutes is None else a.max_minutes * 60.0)
         return 0 if studies.training_study(study) is not None else 3

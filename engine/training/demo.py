@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -42,6 +42,13 @@ class DemoPlan:
 
 KINDS = ("scribble", "canny", "openpose", "seg", "depth")   # part 1: the first two; part 2: the rest
 
+# How a ControlNet trains on a GPU, measured on the H100 on 2026-11-23 (issue 5's note): AdamW
+# 1e-4, batch 64, uniform timesteps left the scribble net's fidelity flat at 0.09 for 2000 steps;
+# 3e-4, batch 32, cubic timesteps took it to 0.32 in 1000 more steps and 0.43 in 3000. A
+# ControlNet's "sudden convergence" comes after a number of steps, not of samples, so steps beat
+# batch. The training study (studies.py) uses the same recipe.
+GPU_NET = ControlNetPlan("scribble", batch=32, lr=3e-4, eval_every=500, timesteps="cubic")
+
 
 def plan(work_dir: str | Path, tiny: bool = False, kinds: tuple[str, ...] = KINDS,
          workers: int = 8) -> DemoPlan:
@@ -62,15 +69,10 @@ def plan(work_dir: str | Path, tiny: bool = False, kinds: tuple[str, ...] = KIND
                                     timesteps="cubic")
                      for k in kinds)
         return DemoPlan(cfg, nets, workers=min(workers, 1))
-    # On a GPU. Measured on the H100 (models/demo/README.md): AdamW 1e-4, batch 64, uniform
-    # timesteps left the scribble net's fidelity flat at 0.09 for 2000 steps; 3e-4, batch 32,
-    # cubic timesteps took it to 0.32 in 1000 more steps and 0.43 in 3000. A ControlNet's
-    # "sudden convergence" comes after a number of steps, not of samples, so steps beat batch.
     # Canny starts from the scribble net (both read white lines on black): 0.30 at its step 0.
     steps = {"scribble": 5000, "canny": 1500}
-    nets = tuple(ControlNetPlan(k, steps=steps.get(k, 3000), batch=32, lr=3e-4, eval_every=500,
-                                timesteps="cubic",
-                                init_from="controlnet-scribble" if k == "canny" and "scribble" in kinds else None)
+    nets = tuple(replace(GPU_NET, kind=k, steps=steps.get(k, 3000),
+                         init_from="controlnet-scribble" if k == "canny" and "scribble" in kinds else None)
                  for k in kinds)
     return DemoPlan(cfg, nets, workers=workers)
 

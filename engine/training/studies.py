@@ -23,6 +23,7 @@ import torch
 
 from . import data, draw, plot, world
 from .controlnet import TrainConfig, _datasets, _vae_scale, load_parts, train
+from .demo import GPU_NET, KINDS
 
 # name -> (prompt dropout, whether the middle block trains alone first)
 RUNS = {"baseline": (0.5, False), "no_dropout": (0.0, False), "mid_first": (0.5, True)}
@@ -39,8 +40,9 @@ class TrainingStudy:
     kind: str = "scribble"
     steps: int = 2000
     backbone: str = "demo"
-    batch_size: int = 64                 # demo.plan()'s GPU recipe
-    learning_rate: float = 1e-4
+    batch_size: int = GPU_NET.batch      # the demo's GPU recipe
+    learning_rate: float = GPU_NET.lr
+    timesteps: str = GPU_NET.timesteps
     workers: int = 8
     seed: int = 10                       # the demo's ControlNets train from seed 10
     eval_every: int | None = None        # default: 20 intervals per curve
@@ -62,7 +64,7 @@ class TrainingStudy:
             prompt_dropout=dropout, mid_only_steps=self.steps // 4 if mid_first else 0,
             eval_every=self.eval_every or max(1, self.steps // 20), eval_count=self.eval_count,
             eval_steps=self.eval_steps, seed=self.seed, workers=self.workers, cpu=self.cpu,
-            fidelity_threshold=self.threshold, max_seconds=self.max_seconds)
+            fidelity_threshold=self.threshold, max_seconds=self.max_seconds, timesteps=self.timesteps)
 
 
 def finished(cfg: TrainConfig) -> bool:
@@ -213,7 +215,7 @@ def training_study(study: TrainingStudy) -> dict | None:
 @dataclass(frozen=True)
 class SweepStudy:
     out: str
-    kinds: tuple[str, ...] = ("scribble", "canny", "openpose", "seg", "depth")   # demo.KINDS
+    kinds: tuple[str, ...] = KINDS
     seeds: int = 8
     steps: int = 20
     cfg_scale: float = 7.5               # the request's (and the GUI's) default
