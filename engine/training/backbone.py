@@ -26,6 +26,10 @@ class BackboneConfig:
     vae_steps: int = 1000
     vae_batch: int = 64
     vae_lr: float = 5e-4
+    decoder_steps: int = 4000      # the decoder stage (decoder.py): the encoder locked, the decoder sharpened
+    decoder_batch: int = 64
+    decoder_lr: float = 5e-5      # the VAE stage ended at 5e-5; more knocks a trained decoder off its minimum
+    decoder_crop: int = 0          # train on windows of this many latent pixels (0: whole pictures)
     unet_steps: int = 10000     # 2500 drew the asked colour 77% of the time, the shape 45% (blobs)
     unet_batch: int = 128
     unet_lr: float = 3e-4
@@ -287,11 +291,12 @@ def _seconds_before(ckpt: Path | None) -> float:
     return float(checkpoints.read_state(ckpt).get("seconds_total", 0.0)) if ckpt is not None else 0.0
 
 
-def seed_from(cfg: BackboneConfig, previous: str | Path, stages: dict) -> None:
+def seed_from(cfg: BackboneConfig, previous: str | Path, stages: dict, unet: bool = True) -> None:
     """Start the VAE and UNet stages from an earlier build in `previous` (a models/demo folder
     with its manifest's `stages`): its VAE is kept as is, and the UNet stage goes on from the
     earlier build's weights and step count up to `cfg.unet_steps`, so a longer plan extends a
-    shipped backbone instead of starting over. Stages already under way are left alone."""
+    shipped backbone instead of starting over (unet=False: only the VAE, for the stages after
+    the backbone). Stages already under way are left alone."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
     previous = Path(previous) / "backbone"
@@ -300,7 +305,7 @@ def seed_from(cfg: BackboneConfig, previous: str | Path, stages: dict) -> None:
         AutoencoderKL.from_pretrained(str(previous / "vae"), torch_dtype=torch.float32).save_pretrained(
             str(vae_dir / "final"), safe_serialization=True)
         _finish(vae_dir, {**stages["vae"]["result"], "from": str(previous)})
-    if _done(unet_dir) or checkpoints.latest(unet_dir) is not None or (unet_dir / "start").is_dir():
+    if not unet or _done(unet_dir) or checkpoints.latest(unet_dir) is not None or (unet_dir / "start").is_dir():
         return
     done = stages["backbone"]["result"]
     if done["steps"] >= cfg.unet_steps:
@@ -328,11 +333,12 @@ def assemble(cfg: BackboneConfig, out: str | Path) -> Path:
     """Write the trained backbone as a diffusers StableDiffusionPipeline folder in fp16."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
+    from .decoder import source_vae
     out = Path(out)
     final = _stage_dir(cfg, "unet") / "final"
     dtype = torch.float16
     pipe = StableDiffusionPipeline(
-        vae=AutoencoderKL.from_pretrained(str(_stage_dir(cfg, "vae") / "final"), torch_dtype=dtype),
+        vae=AutoencoderKL.from_pretrained(str(source_vae(cfg)), torch_dtype=dtype),
         text_encoder=CLIPTextModel.from_pretrained(str(final / "text_encoder"), torch_dtype=dtype),
         tokenizer=tokenizer_for(cfg),
         unet=UNet2DConditionModel.from_pretrained(str(final / "unet"), torch_dtype=dtype),

@@ -28,7 +28,8 @@ def test_tiny_train_demo_builds_loadable_folders_and_resumes_by_stage(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     for rel, entry in manifest["files"].items():
         assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == entry["sha256"]
-    assert set(manifest["stages"]) == {"vae", "backbone", "judges", *(f"controlnet-{k}" for k in demo.KINDS)}
+    assert set(manifest["stages"]) == {"vae", "backbone", "decoder", "judges",
+                                       *(f"controlnet-{k}" for k in demo.KINDS)}
     for kind in demo.KINDS:
         assert (out / f"controlnet-{kind}" / "config.json").is_file()
     from engine.training import depth_judge
@@ -69,3 +70,33 @@ def test_extend_goes_on_from_an_earlier_build(tmp_path, monkeypatch):
         demo.train_demo(tmp_path / "third", tmp_path / "work3", stages=["backbone"], tiny=True, extend=first)
     with pytest.raises(ValueError, match="no manifest.json"):
         demo.train_demo(tmp_path / "third", tmp_path / "work3", tiny=True, extend=tmp_path)
+
+
+@pytest.mark.slow
+def test_decoder_stage_trains_the_decoder_and_leaves_the_latent_space_alone(tmp_path):
+    """An earlier build extended by the decoder stage alone: the shipped VAE's encoder is the
+    same tensor for tensor (so the UNet and ControlNets stay valid), its decoder has moved, and
+    the manifest keeps the stages this work folder did not run."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    out, work = tmp_path / "demo", tmp_path / "work1"
+    assert demo.train_demo(out, work, stages=["vae", "backbone"], tiny=True)
+    before = AutoencoderKL.from_pretrained(str(out / "backbone" / "vae"))
+    assert demo.train_demo(out, tmp_path / "work2", stages=["decoder"], tiny=True, extend=out)
+    after = AutoencoderKL.from_pretrained(str(out / "backbone" / "vae"))
+    locked = ("encoder.", "quant_conv.")
+    moved = []
+    for (name, a), (_, b) in zip(before.named_parameters(), after.named_parameters()):
+        if name.startswith(locked):
+            assert torch.equal(a, b), name
+        elif name.startswith("decoder."):
+            moved.append(not torch.equal(a, b))
+    assert any(moved)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {"vae", "backbone", "decoder"} <= set(manifest["stages"])
+    result = manifest["stages"]["decoder"]["result"]
+    assert result["steps"] == 4 and result["held_out_l1_before"] > 0 and result["held_out_l1_after"] > 0
+    entry = manifest["files"]["backbone/vae/diffusion_pytorch_model.safetensors"]
+    assert hashlib.sha256((out / "backbone" / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest() \
+        == entry["sha256"]
