@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, str(ROOT))
     if command == "test":
         import pytest
-        return pytest.main(["-q", "-rs", *rest])
+        return pytest.main(["-q", "-rsx", *rest])   # skips and xfails print their reasons
     if command == "generate":
         from engine.cli import main as generate_main
         return generate_main(rest)

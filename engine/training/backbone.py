@@ -89,6 +89,22 @@ def _time_left(started: float, budget: float | None, done: int, extra: float = 1
     return elapsed + 2 * elapsed / max(1, done) + extra < budget
 
 
+def reconstruction_loss(y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, L1) of a decoded picture against the original, both in [-1, 1]."""
+    l1 = (y - x).abs().mean()
+    # Edges are what ControlNets follow and judges read: weigh gradients as much as values.
+    grad = ((y[..., 1:, :] - y[..., :-1, :]) - (x[..., 1:, :] - x[..., :-1, :])).abs().mean() + \
+           ((y[..., 1:] - y[..., :-1]) - (x[..., 1:] - x[..., :-1])).abs().mean()
+    return l1 + 0.5 * grad, l1
+
+
+def optimizer_step(loss: torch.Tensor, params, opt: torch.optim.Optimizer) -> None:
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
 def train_vae(cfg: BackboneConfig, max_seconds: float | None = None) -> dict | None:
     """The VAE stage; returns its summary when finished, None when the time ran out first."""
     from diffusers import AutoencoderKL
@@ -118,15 +134,8 @@ def train_vae(cfg: BackboneConfig, max_seconds: float | None = None) -> dict | N
         with _autocast(device):
             dist = vae.encode(x).latent_dist
             y = vae.decode(dist.sample(g)).sample.float()
-        l1 = (y - x).abs().mean()
-        # Edges are what ControlNets follow: weigh the pictures' gradients as much as their values.
-        grad = ((y[..., 1:, :] - y[..., :-1, :]) - (x[..., 1:, :] - x[..., :-1, :])).abs().mean() + \
-               ((y[..., 1:] - y[..., :-1]) - (x[..., 1:] - x[..., :-1])).abs().mean()
-        loss = l1 + 0.5 * grad + 1e-6 * dist.kl().mean()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        rec, l1 = reconstruction_loss(y, x)
+        optimizer_step(rec + 1e-6 * dist.kl().mean(), vae.parameters(), opt)
         step += 1
         l1_ema = l1.item() if l1_ema is None else 0.98 * l1_ema + 0.02 * l1.item()
         if step % cfg.log_every == 0:

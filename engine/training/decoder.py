@@ -15,17 +15,9 @@ import torch
 
 from . import checkpoints, data
 from .backbone import (BackboneConfig, _autocast, _device, _done, _finish, _lr_factor, _seconds_before,
-                       _stage_dir, _time_left)
+                       _stage_dir, _time_left, optimizer_step, reconstruction_loss)
 
 HELD_OUT_SEED = 4242
-
-
-def _loss(y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    l1 = (y - x).abs().mean()
-    # Edges are what ControlNets follow and judges read: weigh gradients as much as values.
-    grad = ((y[..., 1:, :] - y[..., :-1, :]) - (x[..., 1:, :] - x[..., :-1, :])).abs().mean() + \
-           ((y[..., 1:] - y[..., :-1]) - (x[..., 1:] - x[..., :-1])).abs().mean()
-    return l1 + 0.5 * grad, l1
 
 
 def _crop(z: torch.Tensor, x: torch.Tensor, size: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,11 +81,8 @@ def train_decoder(cfg: BackboneConfig, max_seconds: float | None = None) -> dict
             z, x = _crop(z, x, cfg.decoder_crop, g)
         with _autocast(device):
             y = vae.decode(z).sample.float()
-        loss, l1 = _loss(y, x)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trained, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        loss, l1 = reconstruction_loss(y, x)
+        optimizer_step(loss, trained, opt)
         step += 1
         l1_ema = l1.item() if l1_ema is None else 0.98 * l1_ema + 0.02 * l1.item()
         if step % cfg.log_every == 0:
