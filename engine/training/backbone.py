@@ -29,7 +29,6 @@ class BackboneConfig:
     decoder_steps: int = 4000      # the decoder stage (decoder.py): the encoder locked, the decoder sharpened
     decoder_batch: int = 64
     decoder_lr: float = 5e-5      # the VAE stage ended at 5e-5; more knocks a trained decoder off its minimum
-    decoder_crop: int = 0          # train on windows of this many latent pixels (0: whole pictures)
     unet_steps: int = 10000     # 2500 drew the asked colour 77% of the time, the shape 45% (blobs)
     unet_batch: int = 128
     unet_lr: float = 3e-4

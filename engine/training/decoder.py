@@ -20,13 +20,6 @@ from .backbone import (BackboneConfig, _autocast, _device, _done, _finish, _lr_f
 HELD_OUT_SEED = 4242
 
 
-def _crop(z: torch.Tensor, x: torch.Tensor, size: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    f = x.shape[-1] // z.shape[-1]
-    top, left = (int(v) for v in torch.randint(0, z.shape[-1] - size + 1, (2,), generator=g, device=g.device))
-    return (z[..., top:top + size, left:left + size],
-            x[..., top * f:(top + size) * f, left * f:(left + size) * f])
-
-
 @torch.no_grad()
 def held_out_l1(vae, cfg: BackboneConfig, device, n: int = 64) -> float:
     """Mean absolute error (pixels in [-1, 1]) of encode -> decode on renders no step saw."""
@@ -75,10 +68,6 @@ def train_decoder(cfg: BackboneConfig, max_seconds: float | None = None) -> dict
         g = torch.Generator(device).manual_seed(cfg.seed * 7907 + step)
         with torch.no_grad():
             z = vae.encode(x).latent_dist.sample(g)
-        if cfg.decoder_crop:
-            # The decoder is convolutional: a window of the latents decodes to the same window of
-            # the picture, at a fraction of the cost (how a CPU affords this stage).
-            z, x = _crop(z, x, cfg.decoder_crop, g)
         with _autocast(device):
             y = vae.decode(z).sample.float()
         loss, l1 = reconstruction_loss(y, x)
@@ -97,7 +86,7 @@ def train_decoder(cfg: BackboneConfig, max_seconds: float | None = None) -> dict
     vae.eval()
     after = held_out_l1(vae, cfg, device)
     vae.save_pretrained(str(folder / "final"), safe_serialization=True)
-    return _finish(folder, {"steps": step, "batch": cfg.decoder_batch, "lr": cfg.decoder_lr, "crop": cfg.decoder_crop,
+    return _finish(folder, {"steps": step, "batch": cfg.decoder_batch, "lr": cfg.decoder_lr,
                             "held_out_l1_before": before, "held_out_l1_after": after,
                             "seconds": _seconds_before(ckpt) + time.monotonic() - started,
                             "device": torch.cuda.get_device_name() if device.type == "cuda" else "CPU"})

@@ -56,4 +56,3 @@ def generate_arrays(manager, **request) -> list:
 def pictures(demo_manager):
     """pictures(prompt=..., seed=..., units=..., batch_size=...) -> list of HxWx3 uint8 arrays."""
     return lambda **request: generate_arrays(demo_manager, **request)
-

@@ -3,8 +3,8 @@ thresholds), with the judges engine.fidelity ships (the GUI's fidelity meter rea
 Pictures are made through engine.generate at the model's native size with the request defaults;
 each picture is made once per module and shared by the tests that read it."""
 import os
-from pathlib import Path
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pytest
