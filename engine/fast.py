@@ -42,6 +42,18 @@ class _Graph:
     compiled: bool = False
 
 
+class _Eager:
+    """A shape whose graph would not fit beside what the GPU holds: served eagerly instead."""
+
+
+# A capture's memory comes from a private pool, not from blocks the eager warm-up freed, and an
+# out-of-memory *inside* a capture leaves PyTorch's allocator inconsistent (its later asserts end
+# the process; pytorch/pytorch#180395, #190308). So a capture starts only with room for the warm-up's
+# peak plus this margin; otherwise that shape is served eagerly, which the warm-up proved fits.
+CAPTURE_MARGIN = 1.25
+CAPTURE_SLACK = 256 * 2**20
+
+
 def prepare_module(module: torch.nn.Module, channels_last: bool = True) -> torch.nn.Module:
     """Layout for the fast path: NHWC (channels_last) lets cuDNN run fp16 convolutions on the
     tensor cores without transposes (3 units: 0.65 -> 0.56 s/image on an H100)."""
@@ -73,6 +85,7 @@ class GraphedPredictor:
         # One compiled ControlNet forward serves every net of an architecture: parameters are inputs.
         self._cn_forward = torch.compile(controlnet_forward, dynamic=False) if compile else controlnet_forward
         self.captures = 0
+        self.eager_shapes = 0    # shapes served eagerly because a graph of them would not have fitted
         self.capture_seconds = 0.0
         self.compile_seconds = 0.0
         # Several units' ControlNets are independent: on their own streams they overlap on the GPU.
@@ -99,8 +112,11 @@ class GraphedPredictor:
             if g is None:
                 g = self._capture(self._static(unet, units, x, t, text, cfg_scale, compiled=False))
                 self._store(key, g)
-                if self.compile and key not in self._pending:
+                if self.compile and key not in self._pending and not isinstance(g, _Eager):
                     self._pending[key] = (unet, units, x, t, text, cfg_scale)
+        if isinstance(g, _Eager):
+            return predict_noise(unet, units, x, t, text, cfg_scale)
+        with self._lock:
             g.x.copy_(x)
             g.t.copy_(t.to(g.t.device))
             g.text.copy_(text)
@@ -164,16 +180,27 @@ class GraphedPredictor:
 
         return run, (sx, st, stext, scfg, static_units, compiled)
 
-    def _capture(self, static, warm: bool = True) -> _Graph:
+    def _capture(self, static, warm: bool = True) -> _Graph | _Eager:
         run, (sx, st, stext, scfg, static_units, compiled) = static
         start = time.perf_counter()
         if warm:
+            # An out-of-memory here is an ordinary one (eager code, outside any capture): it
+            # propagates, and the caller reports it.
+            torch.cuda.synchronize()
+            before = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side), torch.inference_mode():
                 for _ in range(2):  # outside the graph: cuDNN/cuBLAS choose their kernels here
                     run()
             torch.cuda.current_stream().wait_stream(side)
+            torch.cuda.synchronize()
+            if not self._room_for(torch.cuda.max_memory_allocated() - before):
+                self.eager_shapes += 1
+                log.warning("not enough free GPU memory to capture a CUDA graph for %s; serving it eagerly",
+                            tuple(sx.shape))
+                return _Eager()
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
@@ -183,6 +210,14 @@ class GraphedPredictor:
         self.captures += 1
         self.capture_seconds += time.perf_counter() - start
         return _Graph(graph, sx, st, stext, scfg, static_units, out, compiled)
+
+    @staticmethod
+    def _room_for(peak: int) -> bool:
+        need = int(peak * CAPTURE_MARGIN) + CAPTURE_SLACK
+        if torch.cuda.mem_get_info()[0] >= need:
+            return True
+        torch.cuda.empty_cache()  # the warm-up's freed blocks cannot serve the graph's pool anyway
+        return torch.cuda.mem_get_info()[0] >= need
 
     def _compile_in_background(self, key, unet, units, x, t, text, cfg_scale) -> None:
         start = time.perf_counter()
@@ -206,3 +241,7 @@ class GraphedPredictor:
             self._graphs.clear()
             self._pending.clear()
             self._ready.clear()
+            # A new pool for later captures: after a failure, tensors of the old one may still be
+            # alive (an exception's frames), and PyTorch asserts when a capture joins a pool whose
+            # graphs are all gone but whose blocks are not.
+            self._pool = None

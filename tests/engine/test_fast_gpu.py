@@ -65,3 +65,20 @@ def test_compiled_fast_path_serves_at_once_then_matches_eager(control_maps):
     diff = np.abs(a - b) * 255
     print(f"compiled: mean {diff.mean():.4f} px, max {diff.max():.3f} px")
     assert diff.mean() <= 1.0 and np.abs(first - a).mean() * 255 <= 1.0
+
+
+def test_a_shape_whose_graph_would_not_fit_is_served_eagerly(control_maps, monkeypatch):
+    """Capturing with too little free memory would risk an out-of-memory inside the capture,
+    which PyTorch cannot recover from; such a shape runs eagerly and gives the eager image."""
+    import engine.fast as fast_module
+    monkeypatch.setattr(fast_module, "CAPTURE_SLACK", 10**15)   # no GPU has a petabyte free
+    eager, fast = _managers()
+    req = _req(control_maps)
+    a, b = render(req, eager)[0], render(req, fast)[0]
+    assert fast.predictor.captures == 0 and fast.predictor.eager_shapes >= 1
+    assert np.abs(a - b).mean() * 255 <= 1.0
+    monkeypatch.setattr(fast_module, "CAPTURE_SLACK", 0)
+    fast.free_cache()
+    c = render(req, fast)[0]
+    assert fast.predictor.captures >= 1, "with room again, the shape is captured"
+    assert np.abs(a - c).mean() * 255 <= 1.0

@@ -1,9 +1,11 @@
-"""The demo model on the CPU: one picture at its own size (128x128), 20 UniPC steps, CFG 7.5,
-two control units (scribble + canny), through engine.generate as the studio runs it, against
-diffusers' StableDiffusionControlNetPipeline with a MultiControlNetModel on the same weights,
-in the same process, alternating runs so drift hits both alike. Issue 5's bar: <= 3 s.
+"""The demo model: one picture at its own size (128x128), 20 UniPC steps, CFG 7.5, two control
+units (scribble + canny), through engine.generate as the studio runs it, against diffusers'
+StableDiffusionControlNetPipeline with a MultiControlNetModel on the same weights, in the same
+process, alternating runs so drift hits both alike. Issue 5's bar on the CPU: <= 3 s.
 
-    python3 bench/demo_cpu.py [--runs 7] [--threads N] [--out bench/runs/demo-cpu.json]
+    python3 bench/demo.py [--device cpu|cuda] [--runs 7] [--threads N] [--out FILE]
+
+On CUDA (fp16) it also times the engine's eager path beside its default fast path.
 
 Where models/demo has no canny ControlNet yet, the scribble one serves for both units (the
 same architecture, so the same compute); the output says which were used.
@@ -46,8 +48,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "runs" / "demo-cpu.json"))
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--out", default=None, help="default: bench/runs/demo-<device>.json")
     a = ap.parse_args()
+    a.out = a.out or str(ROOT / "bench" / "runs" / f"demo-{a.device}.json")
     if a.threads:
         torch.set_num_threads(a.threads)
     demo = ROOT / "models" / "demo"
@@ -55,7 +59,9 @@ def main() -> None:
     if not kinds:
         sys.exit("models/demo has no ControlNet yet: run `python3 launch.py train-demo` first")
     names = ["scribble", "canny" if "canny" in kinds else kinds[0]]
-    manager = ModelManager(device="cpu", dtype=torch.float32)
+    cuda = a.device == "cuda"
+    manager = ModelManager(device=a.device, dtype=torch.float16 if cuda else torch.float32)
+    eager = ModelManager(device=a.device, dtype=manager.dtype, fast=False) if cuda else None
     backbone = manager.backbone("demo")
     size = backbone.native_size
     scribble, canny, prompt = _maps(size)
@@ -71,30 +77,52 @@ def main() -> None:
     pipe.set_progress_bar_config(disable=True)
     pictures = [Image.fromarray(scribble), Image.fromarray(canny)]
 
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
     def ours():
         return generate(request, manager=manager, save=False)
+
+    def ours_eager():
+        return generate(request, manager=eager, save=False)
 
     def theirs():
         return pipe(prompt, image=pictures, num_inference_steps=STEPS, guidance_scale=CFG, height=size, width=size,
                     generator=torch.Generator("cpu").manual_seed(0))
 
-    for fn in (ours, theirs):   # warm-up: first-call allocations and lazy imports
+    runners = {"engine": ours, "diffusers": theirs}
+    if cuda:
+        for n in names:  # the eager manager shares the fast one's weights
+            eager.add(manager.controlnet(f"demo:{n}"))
+        eager.add(backbone)
+        runners["engine_eager"] = ours_eager
+    first = {}
+    for name, fn in runners.items():   # warm-up: first-call allocations, lazy imports, graph capture
+        sync()
+        t0 = time.perf_counter()
         fn()
-    times = {"engine": [], "diffusers": []}
+        sync()
+        first[name] = time.perf_counter() - t0
+    times = {k: [] for k in runners}
     for _ in range(a.runs):
-        for name, fn in (("engine", ours), ("diffusers", theirs)):
+        for name, fn in runners.items():
+            sync()
             t0 = time.perf_counter()
             fn()
+            sync()
             times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {
-        "date": time.strftime("%Y-%m-%d"), "cpu": platform.processor() or platform.machine(),
+        "date": time.strftime("%Y-%m-%d"), "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
         "size": size, "steps": STEPS, "cfg": CFG, "units": [u.model for u in units], "runs": a.runs,
-        "engine_s": {"min": min(times["engine"]), "median": med["engine"], "max": max(times["engine"])},
-        "diffusers_s": {"min": min(times["diffusers"]), "median": med["diffusers"], "max": max(times["diffusers"])},
+        "first_call_s": first,
         "diffusers_over_engine": med["diffusers"] / med["engine"],
     }
+    for name, values in times.items():
+        result[f"{name}_s"] = {"min": min(values), "median": med[name], "max": max(values)}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
