@@ -154,6 +154,7 @@ def _study_parser() -> argparse.ArgumentParser:
     t.add_argument("--threshold", type=float, default=T.threshold, help="the fidelity the speed-up is measured to")
     t.add_argument("--max-minutes", type=float, default=8.0, help="each call stops by then; call again to resume")
     t.add_argument("--cpu", action="store_true")
+    t.add_argument("--parallel", action="store_true", help="the three runs at once, one process each (a GPU)")
     s = sub.add_parser("sweeps", help="fidelity as a unit's weight and end change (inference only)")
     s.add_argument("--kinds", default=",".join(KINDS), help="comma-separated demo ControlNets")
     s.add_argument("--seeds", type=int, default=8, help="world scenes and noise seeds 0..N-1")
@@ -176,7 +177,7 @@ def study_main(args: list[str]) -> int:
         study = studies.TrainingStudy(
             out=a.out, kind=a.kind, steps=a.steps, backbone=a.backbone, batch_size=a.batch_size,
             learning_rate=a.lr, timesteps=a.timesteps, workers=a.workers, seed=a.seed, eval_every=a.eval_every, eval_count=a.eval_count,
-            eval_steps=a.eval_steps, threshold=a.threshold, cpu=a.cpu,
+            eval_steps=a.eval_steps, threshold=a.threshold, cpu=a.cpu, parallel=a.parallel,
             max_seconds=None if a.max_minutes is None else a.max_minutes * 60.0)
         return 0 if studies.training_study(study) is not None else 3
     except ValueError as e:

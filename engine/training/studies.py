@@ -51,6 +51,9 @@ class TrainingStudy:
     threshold: float = 0.5
     max_seconds: float | None = None
     cpu: bool = False
+    # The three runs at once, one process each: the demo's small nets leave a GPU mostly idle,
+    # so three in parallel take little longer than one. Same configs, same curves.
+    parallel: bool = False
 
     def __post_init__(self):
         if self.steps < 4:   # else the middle-block-first phase (steps // 4) would be empty
@@ -141,6 +144,34 @@ def _run_all(study: TrainingStudy, parts: dict, started: float) -> bool:
     return True
 
 
+def _train_one(cfg: TrainConfig) -> None:
+    train(cfg)
+
+
+def _run_parallel(study: TrainingStudy) -> bool:
+    """The unfinished runs in parallel processes (spawned: CUDA cannot be forked); True when all
+    three are done. Each resumes, and pauses at the time budget, like a run on its own."""
+    import multiprocessing
+    todo = []
+    for name in RUNS:
+        cfg = study.config(name)
+        check_same_settings(cfg)
+        if finished(cfg):
+            print(f"study: run {name} already finished; skipped", flush=True)
+        else:
+            todo.append(cfg)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_train_one, args=(cfg,), name=Path(cfg.output_dir).name) for cfg in todo]
+    for proc in procs:
+        print(f"study: run {proc.name} started in its own process", flush=True)
+        proc.start()
+    for proc in procs:
+        proc.join()
+        if proc.exitcode != 0:
+            raise RuntimeError(f"study: run {proc.name} failed (exit code {proc.exitcode}); its log is above")
+    return all(finished(study.config(name)) for name in RUNS)
+
+
 def empty_prompt_fidelity(study: TrainingStudy, parts: dict) -> dict:
     """Each run's final ControlNet (and no ControlNet at all) with the prompt "", on the held-out
     items the curves use (seeds 0..eval_count-1): what the net reads from the map alone."""
@@ -199,9 +230,14 @@ def training_study(study: TrainingStudy) -> dict | None:
     """Run the three trainings (resuming), then write training.json/png; None while unfinished."""
     started = time.monotonic()
     cuda = torch.cuda.is_available() and not study.cpu
-    parts = load_parts(study.backbone, "cuda" if cuda else "cpu")   # one locked backbone for all runs
-    if not _run_all(study, parts, started):
-        return None
+    if study.parallel:
+        if not _run_parallel(study):
+            return None
+        parts = load_parts(study.backbone, "cuda" if cuda else "cpu")
+    else:
+        parts = load_parts(study.backbone, "cuda" if cuda else "cpu")   # one locked backbone for all runs
+        if not _run_all(study, parts, started):
+            return None
     report = training_report(study, parts)
     out = Path(study.out)
     (out / "training.json").write_text(json.dumps(report, indent=1))

@@ -10,7 +10,7 @@ from engine.training import draw, world
 from tests.demo.bars import hold_bars
 
 SEEDS = range(20)
-EDGE_FLOOR = {"scribble": 0.33, "canny": 0.37}   # measured 0.370 and 0.415 on the shipped nets
+EDGE_FLOOR = {"scribble": 0.40, "canny": 0.41}   # measured 0.439 and 0.451 on the shipped nets
 pytestmark = pytest.mark.slow
 
 
@@ -34,8 +34,8 @@ def test_backbone_draws_the_asked_colour_and_shape(pictures, judges):
     colour_rates = {c: float(np.mean(h)) for c, h in colour_hits.items()}
     shape_rates = {s: float(np.mean(h)) for s, h in shape_hits.items()}
     print("colour rates", colour_rates, "shape rates", shape_rates)
-    # Measured on the shipped backbone (2026-11-23): colours 0.68 on average (green 0.0, brown 0.2),
-    # every shape at least 0.675.
+    # Measured on the shipped backbone (2026-11-23, decoder stage done): colours 0.63 on average
+    # (green 0.0, brown 0.05), every shape at least 0.80.
     assert np.mean(list(colour_rates.values())) >= 0.6, colour_rates
     hold_bars(5, (min(shape_rates.values()), 0.70, 0.6, f"the rarest shape's rate ({shape_rates})"),
               (min(colour_rates.values()), 0.85, 0.0, f"the rarest colour's rate ({colour_rates})"))

@@ -81,6 +81,24 @@ def test_training_study_end_to_end(tiny_world_backbone, tmp_path, capsys):
     assert "other settings (steps)" in capsys.readouterr().err
 
 
+def test_parallel_study_trains_the_same_runs_as_one_after_another(tiny_world_backbone, tmp_path):
+    """--parallel (one process per run, for a GPU) gives each run exactly the curve it gets when
+    the runs go one after another: same configs, same seeds, same data."""
+    reports = {}
+    for mode, extra in (("serial", []), ("parallel", ["--parallel"])):
+        out = tmp_path / mode
+        assert cli.main(["study", "training", "--backbone", str(tiny_world_backbone), "--out", str(out),
+                         *TRAIN_ARGS, *extra]) == 0
+        reports[mode] = json.loads((out / "training.json").read_text())
+    for name in studies.RUNS:
+        serial, parallel = reports["serial"]["runs"][name], reports["parallel"]["runs"][name]
+        assert [p[0] for p in parallel["curve"]] == [p[0] for p in serial["curve"]]
+        assert np.allclose([p[1] for p in parallel["curve"]], [p[1] for p in serial["curve"]], atol=1e-6), name
+    a, b = reports["parallel"]["empty_prompt_fidelity"], reports["serial"]["empty_prompt_fidelity"]
+    assert a["seeds"] == b["seeds"]
+    assert {n: a[n] for n in (*studies.RUNS, "no_control")} == pytest.approx({n: b[n] for n in (*studies.RUNS, "no_control")})
+
+
 def test_training_study_stops_when_its_time_is_used(tiny_world_backbone, tmp_path):
     out = tmp_path / "study"
     assert cli.main(["study", "training", "--backbone", str(tiny_world_backbone), "--out", str(out),
