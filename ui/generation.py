@@ -66,12 +66,16 @@ def fidelity_text(unit: ControlUnit, image: np.ndarray) -> str:
 
 
 def _as_generated(unit: ControlUnit, width: int, height: int) -> np.ndarray:
-    """The unit's map fitted to the image as the engine fitted it (its resize mode)."""
+    """The unit's map fitted to the image's frame as the engine fitted it (its resize mode), at
+    the map's own resolution where that is larger: a 512-px pose drawn for a 128-px picture
+    loses its keypoints when shrunk, and the judges scale what they read to the picture."""
+    image = np.asarray(unit.image)
+    k = max(1.0, min(image.shape[0] / height, image.shape[1] / width))
     try:
         from engine.images import resize
-        return resize(np.asarray(unit.image), width, height, unit.resize_mode)
+        return resize(image, round(width * k), round(height * k), unit.resize_mode)
     except ImportError:
-        return np.asarray(unit.image)
+        return image
 
 
 def summary(result: GenerationResult, seconds: float) -> str:

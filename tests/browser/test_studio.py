@@ -101,8 +101,8 @@ def test_sketch_and_pose_to_an_image_and_back(page, studio, tmp_path):
 
     score = _score(page, 1)
     assert score is not None, page.locator("#unit1-fidelity").inner_text()
-    if pose_model == "demo:openpose":
-        assert page.locator("#unit2-fidelity").inner_text().startswith("Fidelity")
+    if pose_model == "demo:openpose":   # the editor's 512-px skeleton is judged against the 128-px picture
+        assert _score(page, 2) is not None, page.locator("#unit2-fidelity").inner_text()
     unit1_map = image(page, "#unit1-map")
 
     page.locator("#gallery img").first.click()
