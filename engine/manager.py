@@ -113,11 +113,19 @@ _default: ModelManager | None = None
 _default_lock = threading.Lock()
 
 
+def env_options() -> dict:
+    """The default manager's GPU options from the environment (the studio's flags set them):
+    CNSTUDIO_FAST=0 no CUDA-graph fast path, CNSTUDIO_COMPILE=0 no background torch.compile,
+    CNSTUDIO_OFFLOAD=1 idle ControlNets wait on the CPU (small GPUs; the fast path is off then)."""
+    return {"fast": None if os.environ.get("CNSTUDIO_FAST", "1") != "0" else False,
+            "compile": os.environ.get("CNSTUDIO_COMPILE", "1") != "0",
+            "offload": os.environ.get("CNSTUDIO_OFFLOAD", "0") == "1"}
+
+
 def default_manager() -> ModelManager:
     global _default
     with _default_lock:
         if _default is None:
-            # The app's manager also compiles its graphs (in the background) for its long life;
-            # CNSTUDIO_COMPILE=0 turns that off.
-            _default = ModelManager(compile=os.environ.get("CNSTUDIO_COMPILE", "1") != "0")
+            # The app's manager also compiles its graphs (in the background) for its long life.
+            _default = ModelManager(**env_options())
         return _default

@@ -31,6 +31,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--queue-size", type=int, default=DEFAULT_QUEUE_SIZE,
                    help=f"jobs that may wait in the queue; more are refused as 'queue full' (default {DEFAULT_QUEUE_SIZE})")
     p.add_argument("--logs-dir", help="where studio.log is written (default logs/; env CNSTUDIO_LOGS)")
+    p.add_argument("--offload", action="store_true",
+                   help="keep idle ControlNets on the CPU (small GPUs; slower: each used net crosses to the GPU)")
+    p.add_argument("--no-fast-path", action="store_true", help="no CUDA graphs: plain PyTorch on the GPU")
+    p.add_argument("--no-compile", action="store_true", help="no background torch.compile of the fast path")
     args = p.parse_args(argv)
     if args.auth is not None:
         user, sep, password = args.auth.partition(":")
@@ -88,6 +92,16 @@ def apply_folders(args: argparse.Namespace) -> None:
         os.environ["CNSTUDIO_ANNOTATORS"] = str(Path(args.annotators_dir).expanduser().resolve())
 
 
+def apply_gpu_options(args: argparse.Namespace) -> None:
+    """For engine.manager.env_options, read when the first generation builds the model manager."""
+    if args.offload:
+        os.environ["CNSTUDIO_OFFLOAD"] = "1"
+    if args.no_fast_path:
+        os.environ["CNSTUDIO_FAST"] = "0"
+    if args.no_compile:
+        os.environ["CNSTUDIO_COMPILE"] = "0"
+
+
 def launch(demo, host: str = LOCALHOST, port: int = DEFAULT_PORT, auth: tuple[str, str] | None = None,
            block: bool = True, queue_size: int = DEFAULT_QUEUE_SIZE) -> str:
     """Serve the Blocks; returns the local URL (after the server stops when `block`)."""
@@ -109,6 +123,7 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     offline_environment()
     apply_folders(args)
+    apply_gpu_options(args)
     if args.logs_dir:
         os.environ["CNSTUDIO_LOGS"] = str(Path(args.logs_dir).expanduser().resolve())
     log_file = configure_logging()

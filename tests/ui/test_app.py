@@ -20,6 +20,17 @@ def test_flags():
     assert (args.listen, args.port, args.auth, args.models_dir) == (True, 9000, ("ann", "s3:cret"), "m")
 
 
+def test_gpu_flags_reach_the_engines_manager(monkeypatch):
+    from engine.manager import env_options
+    for name in ("CNSTUDIO_OFFLOAD", "CNSTUDIO_FAST", "CNSTUDIO_COMPILE"):
+        monkeypatch.delenv(name, raising=False)
+    assert env_options() == {"fast": None, "compile": True, "offload": False}   # None: on where CUDA is
+    app.apply_gpu_options(app.parse_args(["--offload", "--no-compile"]))
+    assert env_options() == {"fast": None, "compile": False, "offload": True}
+    app.apply_gpu_options(app.parse_args(["--no-fast-path"]))
+    assert env_options()["fast"] is False
+
+
 @pytest.mark.parametrize("argv", [["--auth", "nopass"], ["--auth", ":x"], ["--port", "0"]])
 def test_bad_flags_are_refused(argv):
     with pytest.raises(SystemExit):
