@@ -124,14 +124,22 @@ def largest_jump(curve: list[tuple[int, float]]) -> dict | None:
             "sudden": bool(len(rises) >= 4 and share >= 0.5)}
 
 
-def _run_all(study: TrainingStudy, parts: dict, started: float) -> bool:
-    """Train (or resume) each run within the time budget; True when all three are done."""
+def _unfinished(study: TrainingStudy) -> list[tuple[str, TrainConfig]]:
+    """The runs still to train (or resume), after refusing any folder made with other settings."""
+    todo = []
     for name in RUNS:
         cfg = study.config(name)
         check_same_settings(cfg)
         if finished(cfg):
             print(f"study: run {name} already finished; skipped", flush=True)
-            continue
+        else:
+            todo.append((name, cfg))
+    return todo
+
+
+def _run_all(study: TrainingStudy, parts: dict, started: float) -> bool:
+    """Train (or resume) each run within the time budget; True when all three are done."""
+    for name, cfg in _unfinished(study):
         left = None if study.max_seconds is None else study.max_seconds - (time.monotonic() - started)
         if left is not None and left < 30:
             print(f"study: time budget used; run again to continue from run {name}", flush=True)
@@ -144,24 +152,12 @@ def _run_all(study: TrainingStudy, parts: dict, started: float) -> bool:
     return True
 
 
-def _train_one(cfg: TrainConfig) -> None:
-    train(cfg)
-
-
 def _run_parallel(study: TrainingStudy) -> bool:
     """The unfinished runs in parallel processes (spawned: CUDA cannot be forked); True when all
     three are done. Each resumes, and pauses at the time budget, like a run on its own."""
     import multiprocessing
-    todo = []
-    for name in RUNS:
-        cfg = study.config(name)
-        check_same_settings(cfg)
-        if finished(cfg):
-            print(f"study: run {name} already finished; skipped", flush=True)
-        else:
-            todo.append(cfg)
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_train_one, args=(cfg,), name=Path(cfg.output_dir).name) for cfg in todo]
+    procs = [ctx.Process(target=train, args=(cfg,), name=name) for name, cfg in _unfinished(study)]
     for proc in procs:
         print(f"study: run {proc.name} started in its own process", flush=True)
         proc.start()
@@ -230,14 +226,11 @@ def training_study(study: TrainingStudy) -> dict | None:
     """Run the three trainings (resuming), then write training.json/png; None while unfinished."""
     started = time.monotonic()
     cuda = torch.cuda.is_available() and not study.cpu
-    if study.parallel:
-        if not _run_parallel(study):
-            return None
-        parts = load_parts(study.backbone, "cuda" if cuda else "cpu")
-    else:
-        parts = load_parts(study.backbone, "cuda" if cuda else "cpu")   # one locked backbone for all runs
-        if not _run_all(study, parts, started):
-            return None
+    if study.parallel and not _run_parallel(study):   # each process loads its own backbone
+        return None
+    parts = load_parts(study.backbone, "cuda" if cuda else "cpu")   # one locked backbone for all runs
+    if not study.parallel and not _run_all(study, parts, started):
+        return None
     report = training_report(study, parts)
     out = Path(study.out)
     (out / "training.json").write_text(json.dumps(report, indent=1))
