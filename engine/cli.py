@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int)
     p.add_argument("--height", type=int)
     p.add_argument("--steps", type=int)
-    p.add_argument("--cfg-scale", type=float)
+    p.add_argument("--cfg-scale", type=float, help="default: the backbone's recommended scale (the demo's: 3), else 7.5")
     p.add_argument("--seed", type=int)
     p.add_argument("--sampler", choices=SAMPLERS)
     p.add_argument("--batch-size", type=int)

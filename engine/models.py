@@ -1,7 +1,7 @@
 """What a loaded model is: a backbone (the locked Stable Diffusion) and a control model."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -14,6 +14,7 @@ class Backbone:
     text_encoder: torch.nn.Module
     tokenizer: object
     scheduler_config: dict
+    recommended: dict = field(default_factory=dict)   # its own request defaults (cfg_scale)
 
     @property
     def vae_scale(self) -> int:

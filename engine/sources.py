@@ -18,11 +18,17 @@ from pathlib import Path
 
 import torch
 
+from . import limits
 from .safe_load import CHECKPOINT_SUFFIXES
+from .values import _number
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?$")
 BACKBONE_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+# A backbone's own request defaults (InvokeAI keeps such per-model settings): the file in its
+# folder, or `<name>.recommended.json` beside a single file. Keys starting with "_" are notes.
+RECOMMENDED_FILE = "recommended.json"
+RECOMMENDABLE = ("cfg_scale",)
 
 # condition kinds (DESIGN.md) and the names the field uses for them, most specific first
 CONDITION_ALIASES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -75,7 +81,36 @@ def load_backbone_components(source: str, dtype: torch.dtype = torch.float32, de
         parts = load_backbone_file(path, dtype=dtype, config_dir=_sibling_config(path), device=device)
     for name in ("unet", "vae", "text_encoder"):
         parts[name] = parts[name].to(device).eval()
-    return {**parts, "source": source}
+    return {**parts, "recommended": read_recommended(path), "source": source}
+
+
+def recommended_settings(source: str) -> dict:
+    """The request settings a backbone recommends for itself ({} when it names none), read
+    without loading it: what the studio shows when an artist picks the backbone."""
+    return read_recommended(_resolve(source, "backbone"))
+
+
+def read_recommended(path: Path) -> dict:
+    """{setting: value} from a backbone folder's recommended.json (or the file beside a single
+    file); {} when there is none."""
+    file = path / RECOMMENDED_FILE if path.is_dir() else path.with_name(path.stem + "." + RECOMMENDED_FILE)
+    if not file.is_file():
+        return {}
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{file} is not readable JSON ({e}); fix or delete it.") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{file} must hold a JSON object such as {{\"cfg_scale\": 3.0}}.")
+    settings = {k: v for k, v in data.items() if not k.startswith("_")}
+    unknown = sorted(set(settings) - set(RECOMMENDABLE))
+    if unknown:
+        raise ValueError(f"{file} names settings a backbone cannot recommend: {', '.join(unknown)} "
+                         f"(known: {', '.join(RECOMMENDABLE)}).")
+    try:
+        return {k: _number(k, v, 0.0, limits.MAX_CFG_SCALE) for k, v in settings.items()}
+    except ValueError as e:
+        raise ValueError(f"{file}: {e}.") from None
 
 
 def load_controlnet_model(source: str, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):

@@ -106,6 +106,10 @@ class ControlUnit:
     __hash__ = None
 
 
+# diffusers' and AUTOMATIC1111's scale, for a backbone that recommends none of its own
+DEFAULT_CFG_SCALE = 7.5
+
+
 @dataclass(frozen=True, eq=False)
 class GenerationRequest:
     """Everything that makes an image. Field names are AUTOMATIC1111's API names."""
@@ -117,7 +121,7 @@ class GenerationRequest:
     width: int | None = None
     height: int | None = None
     steps: int = 20
-    cfg_scale: float = 7.5
+    cfg_scale: float | None = None     # None: the backbone's recommended scale, else DEFAULT_CFG_SCALE
     seed: int = -1
     sampler: str = "unipc"
     batch_size: int = 1
@@ -152,7 +156,8 @@ class GenerationRequest:
                     raise ValueError(f"{name} {v} is not a multiple of {limits.SIZE_MULTIPLE}; try {near}")
                 set_(name, v)
         set_("steps", _number("steps", self.steps, 1, limits.MAX_STEPS, integer=True))
-        set_("cfg_scale", _number("cfg_scale", self.cfg_scale, 0.0, limits.MAX_CFG_SCALE))
+        if self.cfg_scale is not None:
+            set_("cfg_scale", _number("cfg_scale", self.cfg_scale, 0.0, limits.MAX_CFG_SCALE))
         set_("seed", _number("seed", self.seed, -1, limits.MAX_SEED, integer=True))
         _choice("sampler", self.sampler, SAMPLERS)
         set_("batch_size", _number("batch_size", self.batch_size, 1, limits.MAX_BATCH_SIZE, integer=True))

@@ -85,6 +85,18 @@ def annotator_for(kind: str | None, current: str | None = None) -> str | None:
     return next((n for n in names if annotator_kind(n) == kind), None)
 
 
+def recommended_cfg(backbone: str | None) -> float:
+    """The CFG scale a backbone recommends for itself (the demo: 3), else the usual 7.5; read
+    from its folder without loading it, so picking a backbone sets the slider at once."""
+    from engine.sources import recommended_settings
+    from engine.values import DEFAULT_CFG_SCALE
+    try:
+        return recommended_settings(backbone).get("cfg_scale", DEFAULT_CFG_SCALE) if backbone else DEFAULT_CFG_SCALE
+    except (ImportError, OSError, ValueError) as e:
+        log.info("no recommended settings for %s: %s", backbone, e)
+        return DEFAULT_CFG_SCALE
+
+
 def known_words(backbone: str) -> list[str] | None:
     """The words a small-vocabulary backbone (the demo) can read, or None for a full vocabulary
     or one that cannot be read. Loads the backbone (which the first generation needs anyway)."""

@@ -25,7 +25,9 @@ class GeneratePanel:
         self.negative_prompt = gr.Textbox(label="Negative prompt", lines=1, elem_id="negative-prompt")
         with gr.Row():
             self.steps = gr.Slider(1, limits.MAX_STEPS, value=20, step=1, label="Steps", elem_id="steps")
-            self.cfg_scale = gr.Slider(0, limits.MAX_CFG_SCALE, value=7.5, step=0.5, label="CFG scale")
+            self.cfg_scale = gr.Slider(0, limits.MAX_CFG_SCALE, step=0.5, label="CFG scale", elem_id="cfg-scale",
+                                       value=catalog.recommended_cfg(self.backbone.value),
+                                       info="picking a backbone sets the scale it recommends")
             self.sampler = gr.Dropdown(list(SAMPLERS), value="unipc", label="Sampler", min_width=120)
         with gr.Row():
             self.width = gr.Slider(0, limits.MAX_SIZE, value=0, step=limits.SIZE_MULTIPLE, elem_id="width",
@@ -84,6 +86,8 @@ class GeneratePanel:
         self.reuse_seed.click(lambda last: SEED_RANDOM if last is None else last, [self.last_seed], [self.seed],
                               queue=False)
         self.backbone.change(words_hint, [self.backbone], [self.words], show_progress="hidden")
+        # .input, not .change: a dropped recipe sets the backbone too, and must keep its own scale
+        self.backbone.input(catalog.recommended_cfg, [self.backbone], [self.cfg_scale], show_progress="hidden")
 
 
 def missing_models_note(backbones: list[str]) -> str:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from . import architecture, checkpoints, data, vocab, world
+from ..sources import RECOMMENDED_FILE
 
 
 @dataclass(frozen=True)
@@ -354,4 +355,5 @@ def assemble(cfg: BackboneConfig, out: str | Path) -> Path:
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(str(out), safe_serialization=True)
     vocab.save_tokenizer(world.vocabulary(), out / "tokenizer")
+    (out / RECOMMENDED_FILE).write_text(json.dumps(architecture.RECOMMENDED_SETTINGS, indent=1) + "\n")
     return out

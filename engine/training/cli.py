@@ -160,7 +160,7 @@ def _study_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, default=8, help="world scenes and noise seeds 0..N-1")
     s.add_argument("--out", required=True, help="folder for sweeps.json, sweep_weight.png, sweep_end.png")
     s.add_argument("--steps", type=int, default=20)
-    s.add_argument("--cfg", type=float, default=7.5)
+    s.add_argument("--cfg", type=float, help="default: the backbone's recommended scale (the demo's: 3)")
     s.add_argument("--cpu", action="store_true")
     return p
 

@@ -1,16 +1,14 @@
 """The demo model's quality, judged on fixed seeds 0-19 (issue 5's thresholds). Pictures are
 made through engine.generate at the model's native size with the request defaults (UniPC,
-20 steps, CFG 7.5), batched where the prompt allows."""
+20 steps, the scale the demo recommends: CFG 3), batched where the prompt allows."""
 import numpy as np
 import pytest
 
 import annotators
 from engine import ControlUnit, fidelity
 from engine.training import draw, world
-from tests.demo.bars import hold_bars
 
 SEEDS = range(20)
-EDGE_FLOOR = {"scribble": 0.40, "canny": 0.41}   # measured 0.439 and 0.451 on the shipped nets
 pytestmark = pytest.mark.slow
 
 
@@ -34,11 +32,10 @@ def test_backbone_draws_the_asked_colour_and_shape(pictures, judges):
     colour_rates = {c: float(np.mean(h)) for c, h in colour_hits.items()}
     shape_rates = {s: float(np.mean(h)) for s, h in shape_hits.items()}
     print("colour rates", colour_rates, "shape rates", shape_rates)
-    # Measured on the shipped backbone (2026-11-23, decoder stage done): colours 0.63 on average
-    # (green 0.0, brown 0.05), every shape at least 0.80.
-    assert np.mean(list(colour_rates.values())) >= 0.6, colour_rates
-    hold_bars(5, (min(shape_rates.values()), 0.70, 0.6, f"the rarest shape's rate ({shape_rates})"),
-              (min(colour_rates.values()), 0.85, 0.0, f"the rarest colour's rate ({colour_rates})"))
+    # Measured on the shipped backbone (2026-11-23): every colour 1.0, shapes 0.975-1.0. At CFG 7.5
+    # the same backbone gives green 0.0 and brown 0.05 (models/demo/README.md), so the scale matters.
+    assert min(colour_rates.values()) >= 0.85, colour_rates
+    assert min(shape_rates.values()) >= 0.70, shape_rates
 
 
 def _edge_maps(seed: int) -> tuple[world.Scene, dict]:
@@ -61,8 +58,7 @@ def test_edge_controlnet_follows_its_map(pictures, kind):
     assert len(with_control) >= 15, f"only {len(with_control)} of 20 scenes gave {kind} lines"
     f1, base = float(np.mean(with_control)), float(np.mean(without))
     print(f"{kind}: edge F1 {f1:.3f} with control, {base:.3f} without, over {len(with_control)} scenes")
-    assert f1 >= 3 * base
-    hold_bars(5, (f1, 0.5, EDGE_FLOOR[kind], f"{kind} edge F1"))
+    assert f1 >= 0.5 and f1 >= 3 * base, (f1, base)   # measured: scribble 0.513 (0.062), canny 0.549 (0.066)
 
 
 def _halves(seed: int):

@@ -11,15 +11,12 @@ import pytest
 
 from engine import ControlUnit, fidelity
 from engine.training import data, draw, world
-from tests.demo.bars import hold_bars
 
 DEMO = Path(__file__).resolve().parents[2] / "models" / "demo"
 SEEDS = range(20)
 BARS = {"openpose": 0.5, "seg": 0.6, "depth": 0.7}   # silhouette IoU, mean IoU, Spearman
-# The shipped nets measured (2026-11-23, after the decoder stage and the H100 runs): openpose 0.657
-# (2.9996x its 0.219 without control), seg 0.646 (7.0x), depth 0.772 (6.6x). Floors sit a little
-# below: score, and times the uncontrolled.
-FLOORS = {"openpose": (0.60, 2.7), "seg": (0.60, 5.5), "depth": (0.72, 5.5)}
+# The shipped nets measured (2026-11-23, session 6's H100 runs, CFG 3): openpose 0.742 (3.9x its
+# 0.189 without control), seg 0.636 (9.6x), depth 0.809 (6.8x).
 PAIRS = [("seg", "depth"), ("openpose", "seg"), ("openpose", "depth")]
 pytestmark = pytest.mark.slow
 
@@ -74,9 +71,8 @@ def test_controlnet_follows_its_map(picture, kind):
     with_control = float(np.mean(_scores(picture, kind, scene, (kind,))))
     without = float(np.mean(_scores(picture, kind, scene, ())))
     print(f"{kind}: {with_control:.3f} with control, {without:.3f} without (bar {BARS[kind]})")
-    floor, ratio_floor = FLOORS[kind]
-    hold_bars(7, (with_control, BARS[kind], floor, f"{kind} fidelity"),
-              (with_control / max(without, 1e-6), 3.0, ratio_floor, f"{kind} fidelity over the uncontrolled picture's"))
+    assert with_control >= BARS[kind], f"{kind} fidelity {with_control:.3f} is below issue 7's bar {BARS[kind]}"
+    assert with_control >= 3 * without, f"{kind}: {with_control:.3f} is not 3x the uncontrolled {without:.3f}"
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids="+".join)

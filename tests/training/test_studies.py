@@ -23,9 +23,17 @@ def test_curve_arithmetic():
     jump = studies.largest_jump(curve + [(400, 0.72)])
     assert (jump["from_step"], jump["to_step"]) == (100, 200)
     assert jump["rise"] == pytest.approx(0.4) and jump["share_of_gain"] == pytest.approx(0.4 / 0.62)
-    assert jump["sudden"]
+    assert jump["sudden"] and jump["holds"]
     steady = [(i, 0.1 * i) for i in range(6)]
     assert not studies.largest_jump(steady)["sudden"]
+    # a flat curve's noise: the H100 study's seg baseline (first 12 of 21 evaluations), whose
+    # 0.014 -> 0.052 carried more than all of its gain and fell back at once
+    noise = [(0, 0.0193), (150, 0.0436), (300, 0.0111), (450, 0.0256), (600, 0.0173), (750, 0.0091),
+             (900, 0.0414), (1050, 0.0171), (1200, 0.0103), (1350, 0.0142), (1500, 0.0522), (1650, 0.0091)]
+    flat = studies.largest_jump(noise)
+    assert flat["share_of_gain"] > 1 and not flat["holds"] and not flat["sudden"]
+    dropped = studies.largest_jump([(0, 0.0), (1, 0.0), (2, 0.5), (3, 0.05), (4, 0.05)])
+    assert dropped["rise"] == 0.5 and not dropped["holds"] and not dropped["sudden"]
     assert studies.largest_jump([(0, 0.3)]) is None
 
 
@@ -133,6 +141,7 @@ def test_sweeps_end_to_end(tiny_demo, tmp_path):
     assert list(report["kinds"]) == ["scribble"] and "canny" in report["skipped"]
     assert "not installed" in report["skipped"]["canny"]
     assert report["seeds"] == [0, 1] and report["size"] == 64
+    assert report["cfg_scale"] == 7.5      # no --cfg and no recommended.json: the default, as a number
     sweep = report["kinds"]["scribble"]
     assert [p["weight"] for p in sweep["weight"]] == [0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
     assert [p["end"] for p in sweep["end"]] == [0.2, 0.4, 0.6, 0.8, 1.0]

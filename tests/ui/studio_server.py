@@ -38,10 +38,15 @@ def free_port() -> int:
 
 
 def tiny_demo(root: Path) -> Path:
-    """A models folder whose "demo" is the tests' tiny backbone with scribble and openpose ControlNets."""
+    """A models folder whose "demo" is the tests' tiny backbone with scribble and openpose
+    ControlNets, and the real demo's recommended.json."""
+    import json
+
+    from engine.training.architecture import RECOMMENDED_SETTINGS
     from tests.tiny_models import save_backbone_folder, tiny_backbone_parts, tiny_controlnet
     parts = tiny_backbone_parts(seed=0)
     save_backbone_folder(parts, root / "demo" / "backbone")
+    (root / "demo" / "backbone" / "recommended.json").write_text(json.dumps(RECOMMENDED_SETTINGS))
     tiny_controlnet(parts["unet"], seed=1).save_pretrained(root / "demo" / "controlnet-scribble")
     tiny_controlnet(parts["unet"], seed=2).save_pretrained(root / "demo" / "controlnet-openpose")
     return root

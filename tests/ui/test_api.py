@@ -47,7 +47,7 @@ def test_generate_returns_saved_pngs_that_carry_the_recipe(tiny_default, control
                                 steps=2, seed=11, batch_size=2)
     images, recipe = api.generate(request.to_json())
     assert len(images) == 2 and all(str(p).endswith(".png") for p in images)
-    assert GenerationRequest.from_json(recipe) == request
+    assert GenerationRequest.from_json(recipe) == request.replace(cfg_scale=7.5)   # the scale that ran
     assert read_recipe(images[1], this_image=True).seed == 12
 
 

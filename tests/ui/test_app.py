@@ -78,3 +78,25 @@ def test_with_a_backbone_installed_there_is_no_such_note(monkeypatch, tmp_path):
     from ui.layout import build_app
     monkeypatch.setenv("CNSTUDIO_MODELS", str(tiny_demo(tmp_path)))
     assert not _component(build_app(), "no-models").visible
+
+
+def test_the_cfg_slider_starts_at_the_backbones_recommended_scale_and_follows_a_pick(monkeypatch, tmp_path):
+    from tests.tiny_models import save_backbone_folder, tiny_backbone_parts
+    from tests.ui.studio_server import tiny_demo
+    from ui import catalog
+    from ui.layout import build_app
+    root = tiny_demo(tmp_path)                   # the demo's layout, recommended.json (3.0) included
+    save_backbone_folder(tiny_backbone_parts(seed=4), root / "backbones" / "plain")
+    save_backbone_folder(tiny_backbone_parts(seed=4), root / "backbones" / "broken")
+    (root / "backbones" / "broken" / "recommended.json").write_text('{"cfg_scale": "high"}')
+    monkeypatch.setenv("CNSTUDIO_MODELS", str(root))
+    blocks = build_app()
+    slider, picker = _component(blocks, "cfg-scale"), _component(blocks, "backbone")
+    assert picker.value == "demo" and slider.value == 3.0
+    assert [catalog.recommended_cfg(b) for b in ("demo", "plain", "broken", "")] == [3.0, 7.5, 7.5, 7.5]
+    # picking a backbone (an "input", not any "change": a dropped recipe keeps its own scale) sets it
+    picks = [d for d in blocks.config["dependencies"]
+             if [picker._id, "input"] in [list(t) for t in d["targets"]] and slider._id in d["outputs"]]
+    assert len(picks) == 1
+    assert not any([picker._id, "change"] in [list(t) for t in d["targets"]] and slider._id in d["outputs"]
+                   for d in blocks.config["dependencies"])
