@@ -27,7 +27,7 @@ class GeneratePanel:
             self.steps = gr.Slider(1, limits.MAX_STEPS, value=20, step=1, label="Steps", elem_id="steps")
             self.cfg_scale = gr.Slider(0, limits.MAX_CFG_SCALE, step=0.5, label="CFG scale", elem_id="cfg-scale",
                                        value=catalog.recommended_cfg(self.backbone.value),
-                                       info="picking a backbone sets the scale it recommends")
+                                       info="picking a backbone sets its own")
             self.sampler = gr.Dropdown(list(SAMPLERS), value="unipc", label="Sampler", min_width=120)
         with gr.Row():
             self.width = gr.Slider(0, limits.MAX_SIZE, value=0, step=limits.SIZE_MULTIPLE, elem_id="width",

@@ -20,6 +20,7 @@ def test_tiny_train_demo_builds_loadable_folders_and_resumes_by_stage(tmp_path):
     assert stages["vae"]["calls"] and len(stages["vae"]["calls"]) == 2   # the second call found it done
     from engine.sources import load_backbone_components
     parts = load_backbone_components(str(out / "backbone"))
+    assert parts["recommended"] == {"cfg_scale": 3.0}       # the demo's own scale ships with it
     net = ControlNetModel.from_pretrained(str(out / "controlnet-scribble"))
     from safetensors import safe_open
     with safe_open(str(out / "controlnet-scribble" / "diffusion_pytorch_model.safetensors"), "pt") as f:
