@@ -11,8 +11,9 @@ for a request that cannot run as asked and GenerationError (e.g. out of memory) 
 load_backbone(source), load_controlnet(source), installed_models(), where a source is
 "demo", "demo:<kind>", a diffusers folder, a single .safetensors/.ckpt/.pth file, a name under
 models/, or a hub id from the local cache; a request without cfg_scale runs at the scale its
-backbone recommends (recommended.json; the demo's is 3), else 7.5. Files: read_recipe(png). Names: SAMPLERS, MODES,
-RESIZE_MODES; the bounds every request is checked against live in engine.limits.
+backbone recommends (recommended.json; the demo's is 3), else 7.5. Files: read_recipe(png).
+Names: SAMPLERS, MODES, RESIZE_MODES; the bounds every request is checked against live in
+engine.limits.
 """
 from .generate import GenerationError, generate
 from .images import RESIZE_MODES
