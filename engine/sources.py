@@ -96,12 +96,7 @@ def read_recommended(path: Path) -> dict:
     file = path / RECOMMENDED_FILE if path.is_dir() else path.with_name(path.stem + "." + RECOMMENDED_FILE)
     if not file.is_file():
         return {}
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{file} is not readable JSON ({e}); fix or delete it.") from e
-    if not isinstance(data, dict):
-        raise ValueError(f"{file} must hold a JSON object such as {{\"cfg_scale\": 3.0}}.")
+    data = read_json_object(file, 'fix it (e.g. {"cfg_scale": 3.0}) or delete it.')
     settings = {k: v for k, v in data.items() if not k.startswith("_")}
     unknown = sorted(set(settings) - set(RECOMMENDABLE))
     if unknown:
@@ -157,14 +152,19 @@ def _backbone_folder(folder: Path, dtype: torch.dtype, source: str) -> dict:
 
 def read_scheduler_config(folder: Path) -> dict:
     """The scheduler's config dict of a diffusers folder (scheduler/scheduler_config.json)."""
-    path = folder / "scheduler" / "scheduler_config.json"
+    return read_json_object(folder / "scheduler" / "scheduler_config.json",
+                            "a backbone folder needs its scheduler config.")
+
+
+def read_json_object(path: Path, fix: str) -> dict:
+    """The JSON object in `path`, or a ValueError that names the file, what is wrong and `fix`."""
     try:
-        config = json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise ValueError(f"{path} is missing or not JSON; a backbone folder needs its scheduler config.") from e
-    if not isinstance(config, dict):
-        raise ValueError(f"{path} does not hold a JSON object.")
-    return config
+        raise ValueError(f"{path} is missing or not JSON ({e}); {fix}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} does not hold a JSON object; {fix}")
+    return data
 
 
 def _controlnet_folder(folder: Path, dtype: torch.dtype, source: str):

@@ -39,8 +39,8 @@ def test_a_request_without_a_scale_takes_the_backbones_and_records_it(folder, tm
 
 
 @pytest.mark.parametrize("text, words", [
-    ("{not json", "not readable JSON"),
-    ('[3.0]', "JSON object"),
+    ("{not json", "not JSON"),
+    ('[3.0]', "does not hold a JSON object"),
     ('{"cfg_scale": 3, "steps": 50}', "cannot recommend: steps"),
     ('{"cfg_scale": 99}', "cfg_scale must be between 0.0 and 30.0"),
     ('{"cfg_scale": "high"}', "cfg_scale must be a number"),
