@@ -14,7 +14,7 @@ from .denoise import OnStep, denoise
 from .manager import ModelManager, default_manager
 from .outputs import infotext, save_png
 from .prompt import ignored_words
-from .values import DEFAULT_CFG_SCALE, GenerationRequest, GenerationResult
+from .values import GenerationRequest, GenerationResult
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,7 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
                 net.to(backbone.device)
             units.append(prepare_unit(unit, net, width, height, backbone.device, backbone.dtype))
         seeds = resolve_seeds(request)
-        cfg = request.cfg_scale if request.cfg_scale is not None else \
-            backbone.recommended.get("cfg_scale", DEFAULT_CFG_SCALE)
+        cfg = backbone.cfg_scale if request.cfg_scale is None else request.cfg_scale
         resolved = request.replace(seed=seeds[0], cfg_scale=cfg)
         arrays, interrupted = denoise(backbone, units, resolved, width, height, seeds, on_step, stop,
                                       predict=manager.predictor)

@@ -55,7 +55,7 @@ class ModelManager:
                 m.requires_grad_(False).eval()
             self._for_fast_path(parts["unet"])
             bb = Backbone(source, parts["unet"], parts["vae"], parts["text_encoder"], parts["tokenizer"],
-                          dict(parts["scheduler_config"]), dict(parts.get("recommended") or {}))
+                          dict(parts["scheduler_config"]), parts["recommended"])
             self.loads["backbone", source] += 1
             self._backbones[source] = bb
             while len(self._backbones) > self.max_backbones:

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .values import recommended_cfg_scale
+
 
 @dataclass(frozen=True)
 class Backbone:
@@ -15,6 +17,11 @@ class Backbone:
     tokenizer: object
     scheduler_config: dict
     recommended: dict = field(default_factory=dict)   # its own request defaults (cfg_scale)
+
+    @property
+    def cfg_scale(self) -> float:
+        """The scale a request that names none runs at: its recommendation, else 7.5."""
+        return recommended_cfg_scale(self.recommended)
 
     @property
     def vae_scale(self) -> int:

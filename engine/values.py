@@ -110,6 +110,11 @@ class ControlUnit:
 DEFAULT_CFG_SCALE = 7.5
 
 
+def recommended_cfg_scale(recommended: dict) -> float:
+    """The scale a request without one runs at, from a backbone's recommended settings."""
+    return recommended.get("cfg_scale", DEFAULT_CFG_SCALE)
+
+
 @dataclass(frozen=True, eq=False)
 class GenerationRequest:
     """Everything that makes an image. Field names are AUTOMATIC1111's API names."""

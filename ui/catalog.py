@@ -89,9 +89,9 @@ def recommended_cfg(backbone: str | None) -> float:
     """The CFG scale a backbone recommends for itself (the demo: 3), else the usual 7.5; read
     from its folder without loading it, so picking a backbone sets the slider at once."""
     from engine.sources import recommended_settings
-    from engine.values import DEFAULT_CFG_SCALE
+    from engine.values import DEFAULT_CFG_SCALE, recommended_cfg_scale
     try:
-        return recommended_settings(backbone).get("cfg_scale", DEFAULT_CFG_SCALE) if backbone else DEFAULT_CFG_SCALE
+        return recommended_cfg_scale(recommended_settings(backbone)) if backbone else DEFAULT_CFG_SCALE
     except (ImportError, OSError, ValueError) as e:
         log.info("no recommended settings for %s: %s", backbone, e)
         return DEFAULT_CFG_SCALE

@@ -24,7 +24,6 @@ import torch
 from . import data, draw, plot, world
 from .controlnet import TrainConfig, _datasets, _vae_scale, load_parts, train
 from .demo import GPU_NET, KINDS
-from ..values import DEFAULT_CFG_SCALE
 
 # name -> (prompt dropout, whether the middle block trains alone first)
 RUNS = {"baseline": (0.5, False), "no_dropout": (0.0, False), "mid_first": (0.5, True)}
@@ -327,7 +326,7 @@ def sweeps_study(study: SweepStudy) -> dict:
     backbone = manager.backbone("demo")
     size = backbone.native_size
     if study.cfg_scale is None:     # recorded as a number, so the report says what was run
-        study = replace(study, cfg_scale=backbone.recommended.get("cfg_scale", DEFAULT_CFG_SCALE))
+        study = replace(study, cfg_scale=backbone.cfg_scale)
     started, kinds = time.monotonic(), {}
     for k in (k for k in study.kinds if k in installed):
         print(f"study: sweeping {k}", flush=True)
