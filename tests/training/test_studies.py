@@ -35,6 +35,13 @@ def test_curve_arithmetic():
     dropped = studies.largest_jump([(0, 0.0), (1, 0.0), (2, 0.5), (3, 0.05), (4, 0.05)])
     assert dropped["rise"] == 0.5 and not dropped["holds"] and not dropped["sudden"]
     assert studies.largest_jump([(0, 0.3)]) is None
+    later = [(0, 0.1), (100, 0.1), (200, 0.3), (300, 0.7)]
+    rows = studies.speedup_by_level(later, curve, levels=(0.2, 0.5, 0.9))
+    assert [r["level"] for r in rows] == [0.2, 0.5, 0.9]
+    assert rows[0]["baseline"] == pytest.approx(150.0) and rows[0]["mid_first"] == pytest.approx(100.0)
+    assert rows[0]["ratio"] == pytest.approx(1.5)
+    assert rows[1]["ratio"] == pytest.approx(250.0 / 175.0)
+    assert rows[2] == {"level": 0.9, "baseline": None, "mid_first": None, "ratio": None}
 
 
 def test_training_study_end_to_end(tiny_world_backbone, tmp_path, capsys):
@@ -61,6 +68,9 @@ def test_training_study_end_to_end(tiny_world_backbone, tmp_path, capsys):
     a, c = report["runs"]["baseline"]["crossing_step"], report["runs"]["mid_first"]["crossing_step"]
     assert speed["ratio"] == (a / c if a is not None and c else None) and speed["paper"] == 1.6
     assert speed["baseline_steps"] == report["runs"]["baseline"]["steps_to_threshold"]
+    assert [r["level"] for r in speed["by_level"]] == list(studies.SPEEDUP_LEVELS)
+    assert all(r["baseline"] == studies.crossing(report["runs"]["baseline"]["curve"], r["level"])
+               for r in speed["by_level"])
 
     # the empty-prompt fidelity is that of the run's final net with prompt "", computed directly
     from diffusers import ControlNetModel
