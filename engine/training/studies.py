@@ -33,6 +33,9 @@ PAPER_SPEEDUP = 1.6
 # A flat curve scored on 8 scenes wobbles by up to 0.05 between evaluations (the H100 study of
 # 2026-11-23: seg from a copy of the UNet, 3000 steps, 0.00-0.05); a jump must clear that twice.
 MIN_SUDDEN_RISE = 0.1
+SUDDEN_RULE = (f"a rise of at least {MIN_SUDDEN_RISE} within one or two evaluation intervals, after a flat start "
+               "(the points before it span less than a quarter of the rise), that holds (the curve stays above "
+               "the rise's midpoint afterwards), on a curve of at least four intervals")
 # Fidelity levels the middle-block-first speed-up is also read at: one threshold's ratio rests on
 # two noisy crossings, a row of levels shows whether the speed-up holds along the climb.
 SPEEDUP_LEVELS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
@@ -116,22 +119,26 @@ def crossing(curve: list[tuple[int, float]], threshold: float) -> float | None:
 
 
 def largest_jump(curve: list[tuple[int, float]]) -> dict | None:
-    """The largest rise between two consecutive evaluations, and the share of the curve's whole
-    gain (first point to its best) that it carries. "Sudden" here: one interval, out of at least
-    four, carries half the gain or more, rises by at least MIN_SUDDEN_RISE, and the curve stays
-    above the jump's midpoint afterwards; a steady climb spreads its gain evenly, and a flat
-    curve's evaluation noise neither rises that much nor holds."""
+    """The largest rise within one or two consecutive evaluation intervals, and whether it is a
+    sudden convergence: a rise of at least MIN_SUDDEN_RISE after a flat start (everything before
+    it moved less than a quarter of the rise), that holds (the curve stays above the rise's
+    midpoint afterwards), on a curve of at least four intervals. Two intervals, because a jump
+    seldom falls inside one evaluation spacing; a flat start, because a steady climb also makes
+    large two-interval rises; and the later, slower growth does not count against the jump."""
     pts = sorted(curve)
     if len(pts) < 2:
         return None
-    rises = [(v1 - v0, s0, s1, i) for i, ((s0, v0), (s1, v1)) in enumerate(zip(pts, pts[1:]))]
-    rise, s0, s1, i = max(rises, key=lambda r: r[0])     # the first of equal rises
+    spans = [(pts[j][1] - pts[i][1], i, j) for i in range(len(pts) - 1) for j in (i + 1, i + 2) if j < len(pts)]
+    rise, i, j = max(spans, key=lambda r: (r[0], -r[1], -r[2]))     # the earliest, shortest of equal rises
+    before = [v for _, v in pts[:i + 1]]
+    flat_before = max(before) - min(before)
     gain = max(v for _, v in pts) - pts[0][1]
-    share = rise / gain if gain > 0 else 0.0
-    after = [v for _, v in pts[i + 1:]]
+    after = [v for _, v in pts[j:]]
     holds = float(np.mean(after)) >= pts[i][1] + rise / 2
-    return {"from_step": s0, "to_step": s1, "rise": rise, "share_of_gain": share, "holds": holds,
-            "sudden": bool(len(rises) >= 4 and share >= 0.5 and rise >= MIN_SUDDEN_RISE and holds)}
+    return {"from_step": pts[i][0], "to_step": pts[j][0], "rise": rise, "flat_before": flat_before,
+            "share_of_gain": rise / gain if gain > 0 else 0.0, "holds": holds,
+            "sudden": bool(len(pts) >= 5 and i >= 1 and rise >= MIN_SUDDEN_RISE and flat_before < rise / 4
+                           and holds)}
 
 
 def _unfinished(study: TrainingStudy) -> list[tuple[str, TrainConfig]]:
@@ -239,8 +246,7 @@ def training_report(study: TrainingStudy, parts: dict) -> dict:
                                                               runs["mid_first"]["steps_to_threshold"]),
                               "paper": PAPER_SPEEDUP,
                               "by_level": speedup_by_level(runs["baseline"]["curve"], runs["mid_first"]["curve"])},
-        "sudden_rule": ("one interval, out of at least four, carries half the curve's gain or more, rises by at "
-                        f"least {MIN_SUDDEN_RISE}, and the curve stays above the jump's midpoint afterwards"),
+        "sudden_rule": SUDDEN_RULE,
     }
 
 
