@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
         from engine.cli import main as generate_main
         return generate_main(rest)
     if command in ("train", "train-demo", "study"):
-        from engine.training.cli import main as train_main
+        from demo.cli import main as train_main
         return train_main([command, *rest])
     from ui.app import main as app_main
     return app_main(rest)

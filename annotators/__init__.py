@@ -5,19 +5,22 @@
 - `list()` / `names()` / `spec(name)`: JSON-ready declarations (what each is for, which ControlNet
   kind reads it, its parameters with default/min/max/step/choices, whether its weights are present).
 - Poses as data: `render_pose(pose_json, width, height)`, `pose_from_map(map)` and, with weights,
-  `detect_pose(image)`; OpenPose JSON throughout.
+  `detect_pose(image)`, `parse_pose(pose_json)` (checks it), `pose_style()` (colours, limbs and
+  names as the maps draw them, for an editor); OpenPose JSON throughout. `add_palette(name,
+  colours)`: another palette for segmentation_paint (ADE20K's and the demo's ship).
 - Learned annotators read weights from `weights_dir()` (`models/annotators/`, or $CNSTUDIO_ANNOTATORS,
   or `set_weights_dir(path)`) or the local HF cache, never the network.
 Errors are ValueErrors that say what was wrong and what is allowed.
 """
 # Importing a module declares its annotators; torch and transformers load only when one runs.
 from . import color, depth, edges, learned_edges, masks, scribble, segmentation, segmentation_paint  # noqa: F401
-from .pose import render_pose
+from .pose import parse_pose, pose_style, render_pose
 from .pose_read import pose_from_map
 from .pose_detect import detect_pose
 from .segmentation_paint import add_palette, snap_to_palette
 from .registry import Param, list_annotators as list, names, run, spec  # noqa: A001
 from .weights import set_weights_dir, weights_dir
 
-__all__ = ["run", "list", "names", "spec", "render_pose", "pose_from_map", "detect_pose", "add_palette",
+__all__ = ["run", "list", "names", "spec", "render_pose", "parse_pose", "pose_style", "pose_from_map",
+           "detect_pose", "add_palette",
            "snap_to_palette", "set_weights_dir", "weights_dir", "Param"]

@@ -1,5 +1,7 @@
 """Segmentation palettes. ADE20K: the 150 classes in their standard order, each with the colour
-the segmentation ControlNets (control_v11p_sd15_seg) were trained on."""
+the segmentation ControlNets (control_v11p_sd15_seg) were trained on. DEMO_WORLD: the classes of
+the embedded demo model's world (demo/), which its segmentation ControlNet reads; the world draws
+its maps in these colours, so a colour map painted for the demo snaps to them."""
 from __future__ import annotations
 
 import numpy as np
@@ -156,6 +158,12 @@ ADE20K: tuple[tuple[str, tuple[int, int, int]], ...] = (
     ('glass', (25, 194, 194)),
     ('clock', (102, 255, 0)),
     ('flag', (92, 0, 255)),
+)
+
+
+DEMO_WORLD: tuple[tuple[str, tuple[int, int, int]], ...] = (
+    ("background", (120, 120, 120)), ("circle", (230, 25, 75)), ("square", (60, 180, 75)),
+    ("triangle", (255, 225, 25)), ("star", (0, 130, 200)), ("heart", (245, 130, 48)), ("person", (150, 5, 61)),
 )
 
 

@@ -41,6 +41,13 @@ PART_SIZES = {"pose_keypoints_2d": 18, "hand_left_keypoints_2d": 21, "hand_right
               "face_keypoints_2d": 70}
 
 
+def pose_style() -> dict:
+    """How poses are drawn, for an editor that draws them the same way: each keypoint's colour,
+    the limbs as keypoint index pairs, the limbs' shade and the keypoints' names (COCO-18)."""
+    return {"colors": [list(c) for c in COLORS], "limbs": [list(limb) for limb in LIMBS], "shade": LIMB_SHADE,
+            "names": list(KEYPOINT_NAMES)}
+
+
 def _limb_color(color: tuple[int, int, int]) -> list[int]:
     return [int(float(c) * LIMB_SHADE) for c in color]
 

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .palettes import ADE20K, palette_array
+from .palettes import ADE20K, DEMO_WORLD, palette_array
 from .registry import Param, annotator, extend_choices
 
-_PALETTES: dict[str, np.ndarray] = {"ade20k": palette_array(ADE20K)}
+_PALETTES: dict[str, np.ndarray] = {"ade20k": palette_array(ADE20K), "demo": palette_array(DEMO_WORLD)}
 
 
 def add_palette(name: str, colors: object) -> None:
-    """Make another palette (e.g. the demo model's classes) available as `palette=name`."""
+    """Make another palette (a user's own classes) available as `palette=name`."""
     arr = np.asarray(colors)
     if arr.ndim != 2 or arr.shape[1] != 3 or len(arr) == 0 or arr.min() < 0 or arr.max() > 255:
         raise ValueError(f"palette {name!r} must be a list of [R, G, B] colours (0..255), got shape {arr.shape}")
@@ -34,8 +34,9 @@ def snap_to_palette(image: np.ndarray, palette: object) -> np.ndarray:
 @annotator(
     "segmentation_paint", kind="seg",
     description="A painted colour map made exact: every pixel snapped to the nearest class colour of "
-                "the palette (ADE20K's 150 classes by default, as segmentation ControlNets read).",
-    params=(Param("palette", "choice", "ade20k", choices=("ade20k",), help="which class colours to snap to"),),
+                "the palette (ADE20K's 150 classes by default, as segmentation ControlNets read; demo: the demo "
+                "model's classes).",
+    params=(Param("palette", "choice", "ade20k", choices=tuple(_PALETTES), help="which class colours to snap to"),),
     interpolation="nearest",
 )
 def segmentation_paint(image: np.ndarray, palette: str) -> np.ndarray:

@@ -33,7 +33,7 @@ from PIL import Image  # noqa: E402
 import annotators  # noqa: E402
 from engine import ControlUnit, GenerationRequest, generate  # noqa: E402
 from engine.manager import ModelManager  # noqa: E402
-from engine.training import draw, world  # noqa: E402
+from demo import draw, world  # noqa: E402
 
 STEPS, CFG = 20, 7.5
 

@@ -7,31 +7,28 @@
 
 Values: ControlUnit, GenerationRequest (JSON via .to_json()/.from_json(), the recipe),
 GenerationResult. Running: generate(request, on_step=None, stop=None); it raises ValueError
-for a request that cannot run as asked and GenerationError (e.g. out of memory) for a failed run. Models:
-load_backbone(source), load_controlnet(source), installed_models(), where a source is
-"demo", "demo:<kind>", a diffusers folder, a single .safetensors/.ckpt/.pth file, a name under
-models/, or a hub id from the local cache; a request without cfg_scale runs at the scale its
-backbone recommends (recommended.json; the demo's is 3), else 7.5. Files: read_recipe(png).
-Names: SAMPLERS, MODES, RESIZE_MODES; the bounds every request is checked against live in
-engine.limits.
+for a request that cannot run as asked and GenerationError (e.g. out of memory) for a failed run.
+Models: load_backbone(source), load_controlnet(source), installed_models(), ModelManager, where a
+source is "demo", "demo:<kind>", a diffusers folder, a single .safetensors/.ckpt/.pth file, a name
+under models/, or a hub id from the local cache (engine.loading); condition_kind(name) is the
+condition a control model reads, by its name; recommended_settings(source) a backbone's own
+defaults (recommended.json; the demo's CFG is 3), recommended_cfg_scale(those) the scale a request
+without one runs at (else DEFAULT_CFG_SCALE, 7.5). Pictures: fit_map(map, width, height,
+resize_mode) fits a map to a frame as generate does; fidelity_score(kind, image, map) says how
+closely a picture followed a map (None: no judge for that kind). Files: read_recipe(png),
+models_dir(), outputs_dir(). Names: SAMPLERS, MODES, RESIZE_MODES; the bounds every request is
+checked against live in engine.limits.
 """
+from . import limits, loading
+from .fidelity import score as fidelity_score
 from .generate import GenerationError, generate
 from .images import RESIZE_MODES
+from .images import resize as fit_map
+from .loading import condition_kind, models_dir, outputs_dir, recommended_settings
 from .manager import ModelManager, default_manager
 from .outputs import read_recipe
 from .samplers import SAMPLERS
-from .values import MODES, ControlUnit, GenerationRequest, GenerationResult
-
-
-def _demo_palette() -> None:
-    # The demo's segmentation ControlNet reads the world's own class colours, not ADE20K's, so
-    # a colour map painted for it snaps to those (segmentation_paint's palette="demo").
-    import annotators
-    from .training.draw import SEG_COLOURS
-    annotators.add_palette("demo", list(SEG_COLOURS.values()))
-
-
-_demo_palette()
+from .values import DEFAULT_CFG_SCALE, MODES, ControlUnit, GenerationRequest, GenerationResult, recommended_cfg_scale
 
 
 def load_backbone(source: str):
@@ -46,11 +43,13 @@ def load_controlnet(source: str):
 
 def installed_models() -> dict:
     """Sources a user can pick: {"backbones": [...], "controlnets": [...]}."""
-    from . import sources
-    return sources.list_installed()
+    return loading.list_installed()
 
 
 __all__ = [
-    "ControlUnit", "GenerationRequest", "GenerationResult", "GenerationError", "generate", "load_backbone", "load_controlnet",
-    "installed_models", "read_recipe", "ModelManager", "default_manager", "SAMPLERS", "MODES", "RESIZE_MODES",
+    "ControlUnit", "GenerationRequest", "GenerationResult", "GenerationError", "generate",
+    "load_backbone", "load_controlnet", "installed_models", "ModelManager", "default_manager",
+    "condition_kind", "recommended_settings", "recommended_cfg_scale", "DEFAULT_CFG_SCALE",
+    "fit_map", "fidelity_score", "read_recipe", "models_dir", "outputs_dir",
+    "SAMPLERS", "MODES", "RESIZE_MODES", "limits",
 ]

@@ -8,30 +8,13 @@ Edge kinds (scribble, canny, lineart, softedge, mlsd, ...): F1 between the pictu
 and the map's lines, where a pixel counts as matched if the other side has an edge within
 EDGE_TOLERANCE pixels (the usual boundary F1 of edge-detection benchmarks).
 
-The demo world's other conditions (engine.training.map_judges and .depth_judge):
-- seg: the picture is cut into colour regions (histogram-peak colours, connected pieces, specks
-  merged); each region takes the map class it mostly covers; the score is the mean IoU over the
-  map's classes. A map in the demo palette leaves its "background" class out of the mean (it is
-  most of every map, so a picture that ignored the map would still match it), though its pixels
-  still count against any class a picture puts there. A class may be made of only a few regions
-  per connected part, so a picture of many small patches cannot trace the map patch by patch.
-- openpose: the keypoints are read back from the map (annotators.pose_from_map), the world's
-  renderer draws the figure they describe, and the score is the IoU of that silhouette with the
-  picture's foreground (pixels unlike the border's background tones). Only figures whose body
-  keypoints from neck to ankles are all in the map are drawn; None if none is.
-- depth: a small judge trained on renders (a per-pixel MLP over colour, distance to the
-  background and how much of the neighbourhood is object) reads the picture's depth, and the
-  score is max(0, rho), rho the Spearman correlation between that reading and the map with the
-  picture's row held fixed (partial Spearman). Holding the row fixed matters: every world depth
-  map has the same floor-to-wall backdrop gradient, so the plain rho between a picture and the
-  map of another scene is ~0.78, and any picture would pass. The judge's weights are loaded from
-  models/demo/judges/depth.safetensors when shipped, else fitted once (~5 s) and cached in
-  models/.cache/judges/.
+Other kinds register their judges here (`register`): the demo model's package registers its
+world's seg, openpose and depth judges when it is imported (demo/__init__.py).
 Maps are fitted to the picture's size first: nearest-neighbour for seg (class colours must not
 blend), annotators' linear resize otherwise (area, binary aware, when shrinking 2x or more, so
-thin lines survive). A pose map is not resized: its keypoints are read at its own size and
-scaled (a 512 px editor map shrunk to a 128 px picture, even by nearest-neighbour, loses its
-keypoint circles).
+thin lines survive). A judge registered with native_map=True gets the map at its own size
+(a pose map's keypoints are read at its own size and scaled: a 512 px editor map shrunk to a
+128 px picture, even by nearest-neighbour, loses its keypoint circles).
 """
 from __future__ import annotations
 
@@ -127,23 +110,5 @@ def score(kind: str, image, control_map) -> float | None:
     return judge(img, cmap)
 
 
-def seg_score(image: np.ndarray, control_map: np.ndarray) -> float | None:
-    from .training import map_judges
-    return map_judges.seg_score(image, control_map)
-
-
-def pose_score(image: np.ndarray, control_map: np.ndarray) -> float | None:
-    from .training import map_judges
-    return map_judges.pose_score(image, control_map)
-
-
-def depth_score(image: np.ndarray, control_map: np.ndarray) -> float | None:
-    from .training import depth_judge   # lazy: torch, and the judge's weights
-    return depth_judge.default().score(image, control_map)
-
-
 for _kind in EDGE_KINDS:
     register(_kind, edge_score)
-register("seg", seg_score)
-register("openpose", pose_score, native_map=True)
-register("depth", depth_score)

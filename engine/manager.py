@@ -8,6 +8,7 @@ from collections import Counter, OrderedDict
 
 import torch
 
+from . import loading
 from .models import Backbone, ControlModel, check_fits
 
 
@@ -49,8 +50,7 @@ class ModelManager:
             if source in self._backbones:
                 self._backbones.move_to_end(source)
                 return self._backbones[source]
-            from . import sources
-            parts = sources.load_backbone_components(source, dtype=self.dtype, device=self.device)
+            parts = loading.load_backbone_components(source, dtype=self.dtype, device=self.device)
             for m in (parts["unet"], parts["vae"], parts["text_encoder"]):
                 m.requires_grad_(False).eval()
             self._for_fast_path(parts["unet"])
@@ -66,12 +66,11 @@ class ModelManager:
         with self._lock:
             cm = self._controlnets.get(source)
             if cm is None:
-                from . import sources
-                net = sources.load_controlnet_model(source, dtype=self.dtype,
+                net = loading.load_controlnet_model(source, dtype=self.dtype,
                                                     device="cpu" if self.offload else self.device)
                 net.requires_grad_(False).eval()
                 self._for_fast_path(net)
-                cm = ControlModel(source, net, sources.condition_kind(source))
+                cm = ControlModel(source, net, loading.condition_kind(source))
                 self.loads["controlnet", source] += 1
                 self._controlnets[source] = cm
                 while len(self._controlnets) > self.max_controlnets:

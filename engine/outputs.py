@@ -3,7 +3,6 @@ AUTOMATIC1111-style `parameters` text, and reading a recipe back from such a fil
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import struct
 import zlib
 from pathlib import Path
@@ -11,16 +10,13 @@ from pathlib import Path
 from PIL import Image, PngImagePlugin
 
 from .limits import MAX_RECIPE_BYTES
+from .loading.paths import outputs_dir
 from .samplers import display_name
 from .values import RECIPE_FORMAT, GenerationRequest
 
 _RESIZE_NAMES = {"just_resize": "Just Resize", "crop": "Crop and Resize", "fill": "Resize and Fill"}
 _MODE_NAMES = {"balanced": "Balanced", "prompt": "My prompt is more important",
                "control": "ControlNet is more important"}
-
-
-def outputs_dir() -> Path:
-    return Path(os.environ.get("CNSTUDIO_OUTPUTS", Path(__file__).resolve().parent.parent / "outputs"))
 
 
 def infotext(request: GenerationRequest, seed: int, width: int, height: int) -> str:

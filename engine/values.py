@@ -22,7 +22,8 @@ RECIPE_FORMAT = "controlnet-studio"
 RECIPE_VERSION = 1
 
 
-def _number(name: str, value: Any, lo: float, hi: float, integer: bool = False) -> float | int:
+def checked_number(name: str, value: Any, lo: float, hi: float, integer: bool = False) -> float | int:
+    """`value` as a number within [lo, hi] (an int if `integer`), or a ValueError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"{name} must be a number, not {value!r}")
     if not math.isfinite(value):
@@ -64,9 +65,9 @@ class ControlUnit:
         if self.image is None:
             raise ValueError(f"the control unit for {self.model!r} has no control map: give it an image or disable it")
         set_("image", to_rgb(self.image, f"control map of unit {self.model!r}"))
-        set_("weight", _number("weight", self.weight, 0.0, limits.MAX_WEIGHT))
-        set_("start", _number("start", self.start, 0.0, 1.0))
-        set_("end", _number("end", self.end, 0.0, 1.0))
+        set_("weight", checked_number("weight", self.weight, 0.0, limits.MAX_WEIGHT))
+        set_("start", checked_number("start", self.start, 0.0, 1.0))
+        set_("end", checked_number("end", self.end, 0.0, 1.0))
         if self.start >= self.end:
             raise ValueError(f"start ({self.start}) must be before end ({self.end}); both are fractions of the steps, 0 to 1")
         _choice("mode", self.mode, MODES)
@@ -155,20 +156,20 @@ class GenerationRequest:
         for name in ("width", "height"):
             v = getattr(self, name)
             if v is not None:
-                v = _number(name, v, limits.MIN_SIZE, limits.MAX_SIZE, integer=True)
+                v = checked_number(name, v, limits.MIN_SIZE, limits.MAX_SIZE, integer=True)
                 if v % limits.SIZE_MULTIPLE:
                     near = round(v / limits.SIZE_MULTIPLE) * limits.SIZE_MULTIPLE
                     raise ValueError(f"{name} {v} is not a multiple of {limits.SIZE_MULTIPLE}; try {near}")
                 set_(name, v)
-        set_("steps", _number("steps", self.steps, 1, limits.MAX_STEPS, integer=True))
+        set_("steps", checked_number("steps", self.steps, 1, limits.MAX_STEPS, integer=True))
         if self.cfg_scale is not None:
-            set_("cfg_scale", _number("cfg_scale", self.cfg_scale, 0.0, limits.MAX_CFG_SCALE))
-        set_("seed", _number("seed", self.seed, -1, limits.MAX_SEED, integer=True))
+            set_("cfg_scale", checked_number("cfg_scale", self.cfg_scale, 0.0, limits.MAX_CFG_SCALE))
+        set_("seed", checked_number("seed", self.seed, -1, limits.MAX_SEED, integer=True))
         _choice("sampler", self.sampler, SAMPLERS)
-        set_("batch_size", _number("batch_size", self.batch_size, 1, limits.MAX_BATCH_SIZE, integer=True))
+        set_("batch_size", checked_number("batch_size", self.batch_size, 1, limits.MAX_BATCH_SIZE, integer=True))
         if self.init_image is not None:
             set_("init_image", to_rgb(self.init_image, "init_image"))
-        set_("strength", _number("strength", self.strength, 0.0, 1.0))
+        set_("strength", checked_number("strength", self.strength, 0.0, 1.0))
         if self.inpaint_mask is not None:
             if self.init_image is None:
                 raise ValueError("inpaint_mask needs an init_image to paint into")

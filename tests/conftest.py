@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.tiny_models import tiny_backbone_parts, tiny_controlnet
+from tests.tiny_models import save_world_backbone, tiny_backbone_parts, tiny_controlnet
 
 
 def pytest_collection_modifyitems(config, items):
@@ -51,3 +51,11 @@ def control_maps():
     b = np.zeros((64, 64, 3), np.uint8); cv2.circle(b, (32, 32), 20, (255, 255, 255), 3)
     c = np.zeros((64, 64, 3), np.uint8); c[:, ::8] = 255
     return [a, b, c]
+
+
+@pytest.fixture(scope="session")
+def tiny_world_backbone(tmp_path_factory):
+    """The demo's architecture at test size, random weights, as a diffusers pipeline folder."""
+    folder = tmp_path_factory.mktemp("tiny-backbone")
+    save_world_backbone(folder)
+    return folder

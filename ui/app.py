@@ -105,7 +105,7 @@ def apply_gpu_options(args: argparse.Namespace) -> None:
 def launch(demo, host: str = LOCALHOST, port: int = DEFAULT_PORT, auth: tuple[str, str] | None = None,
            block: bool = True, queue_size: int = DEFAULT_QUEUE_SIZE) -> str:
     """Serve the Blocks; returns the local URL (after the server stops when `block`)."""
-    from engine.outputs import outputs_dir
+    from engine import outputs_dir
     css = (Path(__file__).with_name("style.css")).read_text()
     js = (Path(__file__).with_name("page_drop.js")).read_text()
     outputs = outputs_dir().resolve()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import annotators
+import demo  # noqa: F401  (registers the demo world's fidelity judges)
 import engine
 
 log = logging.getLogger("ui")
@@ -18,7 +19,7 @@ def models() -> dict[str, list[str]]:
     """{"backbones": [...], "controlnets": [...]}: what a user can pick, the demo's first."""
     try:
         found = engine.installed_models()
-    except (ImportError, AttributeError, OSError, ValueError) as e:
+    except (OSError, ValueError) as e:
         log.warning("cannot list installed models: %s", e)
         found = {}
     return {"backbones": list(found.get("backbones", [])), "controlnets": list(found.get("controlnets", []))}
@@ -31,14 +32,8 @@ def default_backbone(backbones: list[str]) -> str:
 
 
 def condition_kind(model: str | None) -> str | None:
-    """The condition a control model reads, from its name (engine.sources' rule)."""
-    if not model:
-        return None
-    try:
-        from engine import sources
-        return sources.condition_kind(model)
-    except (ImportError, AttributeError, ValueError):
-        return model.split(":", 1)[1] if model.startswith("demo:") else None
+    """The condition a control model reads, from its name (engine.condition_kind's rule)."""
+    return engine.condition_kind(model) if model else None
 
 
 def controlnet_for(kind: str | None, controlnets: list[str], current: str | None = None) -> str | None:
@@ -88,25 +83,20 @@ def annotator_for(kind: str | None, current: str | None = None) -> str | None:
 def recommended_cfg(backbone: str | None) -> float:
     """The CFG scale a backbone recommends for itself (the demo: 3), else the usual 7.5; read
     from its folder without loading it, so picking a backbone sets the slider at once."""
-    from engine.sources import recommended_settings
-    from engine.values import DEFAULT_CFG_SCALE, recommended_cfg_scale
     try:
-        return recommended_cfg_scale(recommended_settings(backbone)) if backbone else DEFAULT_CFG_SCALE
-    except (ImportError, OSError, ValueError) as e:
+        return engine.recommended_cfg_scale(engine.recommended_settings(backbone)) if backbone \
+            else engine.DEFAULT_CFG_SCALE
+    except (OSError, ValueError) as e:
         log.info("no recommended settings for %s: %s", backbone, e)
-        return DEFAULT_CFG_SCALE
+        return engine.DEFAULT_CFG_SCALE
 
 
 def known_words(backbone: str) -> list[str] | None:
     """The words a small-vocabulary backbone (the demo) can read, or None for a full vocabulary
     or one that cannot be read. Loads the backbone (which the first generation needs anyway)."""
-    words_of = getattr(engine, "known_words", None)
     try:
-        if words_of is not None:
-            return words_of(backbone)
-        tokenizer = engine.load_backbone(backbone).tokenizer
-        vocab = tokenizer.get_vocab()
-    except (ImportError, AttributeError, OSError, ValueError) as e:
+        vocab = engine.load_backbone(backbone).tokenizer.get_vocab()
+    except (OSError, ValueError) as e:
         log.info("no vocabulary for %s: %s", backbone, e)
         return None
     if len(vocab) > 5000:
@@ -117,15 +107,12 @@ def known_words(backbone: str) -> list[str] | None:
 
 def fidelity(model: str, image, control_map) -> float | None:
     """How well `image` followed `control_map` for the control model `model`, from
-    engine.fidelity.score; None where there is no judge (no module, unknown kind, or a failure)."""
+    engine.fidelity_score; None where there is no judge (unknown kind, or a picture it cannot read)."""
     kind = condition_kind(model)
     if kind is None:
         return None
     try:
-        from engine import fidelity as judge
-        return judge.score(kind, image, control_map)
-    except ImportError:
-        return None
-    except (ValueError, AttributeError) as e:
+        return engine.fidelity_score(kind, image, control_map)
+    except ValueError as e:
         log.warning("fidelity of %s not measured: %s", model, e)
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+import engine
 from engine import SAMPLERS, GenerationRequest, limits
 
 from . import catalog
@@ -94,11 +95,10 @@ def missing_models_note(backbones: list[str]) -> str:
     """What to do when no backbone is installed (a fresh checkout before the demo is built)."""
     if backbones:
         return ""
-    from engine.sources import models_dir
     return ("**No model is installed yet**, so Generate cannot run; the annotators and previews work. "
             "Build the embedded demo model with `python3 launch.py train-demo` (on a GPU, about "
             f"15 minutes), or put a Stable Diffusion model (a diffusers folder or a `.safetensors` file) "
-            f"in `{models_dir() / 'backbones'}`, then restart the studio.")
+            f"in `{engine.models_dir() / 'backbones'}`, then restart the studio.")
 
 
 def words_hint(backbone: str) -> str:

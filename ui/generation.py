@@ -10,6 +10,7 @@ from typing import Iterator
 
 import numpy as np
 
+import engine
 from engine import ControlUnit, GenerationRequest, GenerationResult
 
 from . import api, catalog
@@ -71,11 +72,7 @@ def _as_generated(unit: ControlUnit, width: int, height: int) -> np.ndarray:
     loses its keypoints when shrunk, and the judges scale what they read to the picture."""
     image = np.asarray(unit.image)
     k = max(1.0, min(image.shape[0] / height, image.shape[1] / width))
-    try:
-        from engine.images import resize
-        return resize(image, round(width * k), round(height * k), unit.resize_mode)
-    except ImportError:
-        return image
+    return engine.fit_map(image, round(width * k), round(height * k), unit.resize_mode)
 
 
 def summary(result: GenerationResult, seconds: float) -> str:

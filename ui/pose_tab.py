@@ -13,7 +13,6 @@ import numpy as np
 from PIL import Image
 
 import annotators
-from annotators import pose as pose_format
 
 from .errors import shown
 from .pictures import Picture
@@ -61,7 +60,7 @@ def parse(value: str | dict | None) -> dict:
             pose = json.loads(value or "")
         except ValueError as e:
             raise ValueError(f"this is not OpenPose JSON ({e})") from None
-    pose_format.parse_pose(pose)
+    annotators.parse_pose(pose)
     return pose
 
 
@@ -145,8 +144,7 @@ class PoseTab:
             with gr.Column(scale=1, min_width=280):
                 self.editor = gr.HTML(
                     start, html_template=TEMPLATE, css_template=CSS, js_on_load=JS, elem_id="pose-editor",
-                    colors=[list(c) for c in pose_format.COLORS], limbs=[list(l) for l in pose_format.LIMBS],
-                    shade=pose_format.LIMB_SHADE, names=list(pose_format.KEYPOINT_NAMES), person=DEFAULT_PERSON)
+                    person=DEFAULT_PERSON, **annotators.pose_style())
             with gr.Column(scale=1, min_width=280):
                 self.map = gr.Image(render(start), label="Pose map", type="numpy", format="png",
                                     interactive=False, elem_id="pose-map", height=360)

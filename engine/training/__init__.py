@@ -1,9 +1,9 @@
-"""ControlNet training and the synthetic world the demo model learns.
+"""ControlNet training, the paper's method (Zhang and Agrawala 2023), on any locked backbone.
 
-- `controlnet.train(TrainConfig(...))`: train a ControlNet on any locked backbone (the paper's
-  recipe: trainable copy, zero convolutions, prompt dropout, small-compute mode), resumable,
-  with a fidelity curve (fidelity.csv/png). CLI: `launch.py train`.
-- `world.scene(seed)` and `draw.image/segmentation/depth/pose_json/sketch(scene, size)`: the
-  synthetic world, its captions and exact maps; `world.vocabulary()` is its whole language.
-- `demo.train_demo(...)`: rebuild models/demo in resumable stages. CLI: `launch.py train-demo`.
+- `controlnet.train(TrainConfig(...))`: the trainable copy, zero convolutions, prompt dropout,
+  small-compute mode (middle block first); resumable, with a fidelity curve (fidelity.csv/png).
+  CLI: `launch.py train`.
+- `data`: folder datasets (pictures + captions, maps by an annotator or from files), step-indexed
+  batches, and the registry of named datasets (`register_dataset`; `import demo` adds `world`).
+- `checkpoints`, `evaluate`, `plot`: resumable state, the fidelity curve and its picture.
 """

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..loading import load_backbone_components
 from . import checkpoints, data
-from .architecture import conditioning_channels
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class TrainConfig:
     backbone: str                       # a backbone source: "demo", a diffusers folder, a file, a hub id
     output_dir: str
     kind: str                           # the condition (scribble, canny, ...): fidelity judge and map maker
-    data: str = "world"                 # "world" or a folder of pictures with .txt captions
+    data: str = "world"                 # a registered dataset (demo's "world") or a folder of pictures with .txt captions
     annotator: str | None = None        # folder data: make maps with this annotator ...
     control_dir: str | None = None      # ... or read them from this folder (same file stems)
     resolution: int | None = None       # default: the backbone's native size
@@ -72,8 +72,17 @@ class TrainConfig:
             raise ValueError(f"timesteps {self.timesteps!r}: use uniform or cubic")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision {self.mixed_precision!r}: use auto, no, bf16 or fp16")
-        if self.data != "world" and (self.annotator is None) == (self.control_dir is None):
-            raise ValueError("folder data needs exactly one of --annotator NAME or --control-dir FOLDER")
+        if self.data not in data.dataset_names() and (self.annotator is None) == (self.control_dir is None):
+            raise ValueError(f"folder data ({self.data}) needs exactly one of --annotator NAME or --control-dir "
+                             f"FOLDER (registered datasets: {', '.join(data.dataset_names()) or 'none'})")
+
+
+def conditioning_channels(vae_scale: int) -> tuple[int, ...]:
+    """The condition encoder's channels: one stride-2 stage per factor of 2 between the
+    picture and the latent, so the map arrives at the latent's resolution."""
+    stages = max(1, int(vae_scale).bit_length() - 1)
+    base = (16, 32, 96, 256)
+    return base[: stages + 1] if stages + 1 <= len(base) else base + (256,) * (stages + 1 - len(base))
 
 
 def make_controlnet(unet, vae_scale: int):
@@ -102,7 +111,6 @@ def controlled_noise_pred(unet, controlnet, noisy, timesteps, text, cond, mid_on
 
 def load_parts(source: str, device) -> dict:
     """The backbone, frozen, in float32 (mixed precision comes from autocast)."""
-    from ..sources import load_backbone_components
     parts = load_backbone_components(source, dtype=torch.float32, device=device)
     return freeze(parts)
 
@@ -113,17 +121,8 @@ def freeze(parts: dict) -> dict:
     return parts
 
 
-def _vae_scale(vae) -> int:
+def vae_scale(vae) -> int:
     return 2 ** (len(vae.config.block_out_channels) - 1)
-
-
-def _datasets(cfg: TrainConfig, tokenizer, size: int):
-    if cfg.data == "world":
-        train = data.WorldDataset(tokenizer, size, kind=cfg.kind, seed=cfg.seed)
-        held_out = data.WorldDataset(tokenizer, size, kind=cfg.kind, seed=cfg.seed + 7_777_777)
-        return train, held_out
-    train = data.FolderDataset(cfg.data, tokenizer, size, annotator=cfg.annotator, control_dir=cfg.control_dir)
-    return train, train
 
 
 def _mixed_precision(cfg: TrainConfig, cuda: bool) -> str:
@@ -148,7 +147,7 @@ def train(cfg: TrainConfig, parts: dict | None = None) -> Path:
     for name in ("unet", "vae", "text_encoder"):
         parts[name].to(acc.device)
     unet, vae, text_encoder, tokenizer = parts["unet"], parts["vae"], parts["text_encoder"], parts["tokenizer"]
-    size = cfg.resolution or int(unet.config.sample_size) * _vae_scale(vae)
+    size = cfg.resolution or int(unet.config.sample_size) * vae_scale(vae)
 
     ckpt = checkpoints.latest(out)
     start, seconds_before = 0, 0.0
@@ -163,7 +162,7 @@ def train(cfg: TrainConfig, parts: dict | None = None) -> Path:
         acc.print(f"starting from the ControlNet in {cfg.init_from}")
     else:
         torch.manual_seed(cfg.seed)
-        controlnet = make_controlnet(unet, _vae_scale(vae))
+        controlnet = make_controlnet(unet, vae_scale(vae))
     controlnet.to(acc.device).train()
     optimizer = torch.optim.AdamW(controlnet.parameters(), lr=cfg.learning_rate, weight_decay=1e-2)
     if ckpt is not None:
@@ -174,7 +173,8 @@ def train(cfg: TrainConfig, parts: dict | None = None) -> Path:
     noise_scheduler = DDPMScheduler.from_config(parts["scheduler_config"])
     alphas = noise_scheduler.alphas_cumprod.to(acc.device)
 
-    train_set, held_out = _datasets(cfg, tokenizer, size)
+    train_set, held_out = data.datasets(cfg.data, tokenizer, size, cfg.kind, cfg.seed, cfg.annotator,
+                                         cfg.control_dir)
     batches = iter(data.loader(train_set, cfg.batch_size, start, acc.process_index, acc.num_processes,
                                cfg.workers, cfg.seed))
     empty_ids = data.tokenize(tokenizer, [""]).to(acc.device)

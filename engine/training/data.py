@@ -1,57 +1,61 @@
 """Training data: pictures, captions and control maps.
 
-Two sources, one sample format ({"pixel_values": 3xHxW in [-1, 1], "conditioning_pixel_values":
-3xHxW in [0, 1], "input_ids": L, "caption": str}):
-- `WorldDataset`: the synthetic world (engine.training.world), endless; sample i is the scene of
-  seed (seed, i), its control map made the way the condition's ControlNet should read it.
+One sample format ({"pixel_values": 3xHxW in [-1, 1], "conditioning_pixel_values": 3xHxW in
+[0, 1], "input_ids": L, "caption": str}), from:
 - `FolderDataset`: a folder of pictures with one caption .txt beside each; control maps made on
-  the fly by a named annotator, or read from a sibling folder (same file stems).
+  the fly by a named annotator, or read from a sibling folder (same file stems);
+- a dataset registered by name (`register_dataset`): `TrainConfig.data="world"` is the demo's
+  synthetic world, which `import demo` registers.
 Batches are indexed by training step (`StepBatches`), so a run resumed at step s sees exactly
 the data it would have seen, with any number of loader workers or processes.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image
 
-from . import draw, world
+import annotators
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
-def _rng(*keys: int) -> np.random.Generator:
+def rng(*keys: int) -> np.random.Generator:
+    """A generator fixed by integer keys (a seed, a sample index, a purpose), so every random
+    draw of a sample is the same in any process and after a resume."""
     return np.random.default_rng([int(k) & 0xFFFFFFFF for k in keys])
 
 
-def world_map(kind: str, scene: world.Scene, image: np.ndarray, size: int, key: int) -> np.ndarray:
-    """The control map of `kind` for a world scene. Scribble and canny maps come from the
-    project's annotators at a random detection resolution (users feed maps made at many sizes);
-    pose, segmentation and depth are the renderer's exact maps."""
-    import annotators
-    rng = _rng(key, 0xC7)
-    if kind == "scribble":
-        sketch = draw.sketch(scene, size, seed=key)
-        return annotators.run("scribble", sketch, detect_resolution=int(rng.choice([128, 256, 512])))
-    if kind == "canny":
-        low = int(rng.integers(60, 140))
-        return annotators.run("canny", image, low_threshold=low, high_threshold=min(255, 2 * low),
-                              detect_resolution=int(rng.choice([128, 256, 512])), size=(size, size))
-    if kind == "openpose":
-        return annotators.render_pose(draw.pose_json(scene, size), size, size)
-    if kind == "seg":
-        return draw.segmentation(scene, size)
-    if kind == "depth":
-        return draw.depth(scene, size)
-    raise ValueError(f"the world has no control map of kind {kind!r}; it makes: {', '.join(WORLD_KINDS)}")
+# name -> (tokenizer, size, kind, seed) -> (train, held_out) datasets
+DatasetFactory = Callable[..., tuple]
+_DATASETS: dict[str, DatasetFactory] = {}
 
 
-WORLD_KINDS = ("scribble", "canny", "openpose", "seg", "depth")
-# Which scenes each condition learns from: a pose needs a figure.
-WORLD_SCENES = {"openpose": "figure"}
+def register_dataset(name: str, factory: DatasetFactory) -> None:
+    """Make `TrainConfig(data=name)` train on `factory(tokenizer, size, kind, seed)`, which
+    returns the (training, held-out) datasets."""
+    _DATASETS[name] = factory
+
+
+def dataset_names() -> list[str]:
+    return sorted(_DATASETS)
+
+
+def datasets(data: str, tokenizer, size: int, kind: str, seed: int, annotator: str | None = None,
+             control_dir: str | None = None) -> tuple:
+    """The (training, held-out) datasets for `TrainConfig.data`: a registered name or a folder."""
+    if data in _DATASETS:
+        return _DATASETS[data](tokenizer, size, kind, seed)
+    if not Path(data).is_dir():
+        names = ", ".join(dataset_names()) or "none (the demo's 'world' is registered by `import demo`)"
+        raise ValueError(f"training data {data!r} is neither a folder of pictures nor a registered dataset "
+                         f"(registered: {names})")
+    train = FolderDataset(data, tokenizer, size, annotator=annotator, control_dir=control_dir)
+    return train, train
 
 
 def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
@@ -59,40 +63,11 @@ def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
                      truncation=True, return_tensors="pt").input_ids
 
 
-def _to_tensors(image: np.ndarray, cmap: np.ndarray | None) -> dict:
+def to_tensors(image: np.ndarray, cmap: np.ndarray | None) -> dict:
     out = {"pixel_values": torch.from_numpy(image).permute(2, 0, 1).float().div(127.5).sub(1.0)}
     if cmap is not None:
         out["conditioning_pixel_values"] = torch.from_numpy(np.ascontiguousarray(cmap)).permute(2, 0, 1).float().div(255.0)
     return out
-
-
-class WorldDataset(torch.utils.data.Dataset):
-    """Sample i: the scene of seed (seed, i), with its caption and, if `kind` is given, its map."""
-
-    def __init__(self, tokenizer, size: int = 128, kind: str | None = None, seed: int = 0,
-                 scenes: str | None = None, length: int = 2 ** 31 - 1):
-        if kind is not None and kind not in WORLD_KINDS:
-            raise ValueError(f"the world has no control map of kind {kind!r}; it makes: {', '.join(WORLD_KINDS)}")
-        self.tokenizer, self.size, self.kind, self.seed = tokenizer, size, kind, seed
-        self.scenes = scenes if scenes is not None else WORLD_SCENES.get(kind or "")
-        self.length = length
-
-    def __len__(self) -> int:
-        return self.length
-
-    def scene(self, i: int) -> world.Scene:
-        return world.scene(int(_rng(self.seed, i).integers(2 ** 62)), kind=self.scenes)
-
-    def __getitem__(self, i: int) -> dict:
-        sc = self.scene(i)
-        ls = draw.layers(sc, self.size)
-        image = draw.image(sc, self.size, ls)
-        cmap = world_map(self.kind, sc, image, self.size, key=i) if self.kind else None
-        out = _to_tensors(image, cmap)
-        out["caption"] = sc.caption
-        if self.tokenizer is not None:
-            out["input_ids"] = tokenize(self.tokenizer, [sc.caption])[0]
-        return out
 
 
 def _square(image: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
@@ -115,7 +90,7 @@ class FolderDataset(torch.utils.data.Dataset):
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise ValueError(f"training data folder {self.folder} does not exist; pass a folder of pictures "
-                             "with a .txt caption beside each, or --data world")
+                             "with a .txt caption beside each, or a registered dataset (--data world)")
         self.files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.files:
             raise ValueError(f"{self.folder} holds no pictures ({', '.join(IMAGE_SUFFIXES)})")
@@ -129,7 +104,6 @@ class FolderDataset(torch.utils.data.Dataset):
                 raise ValueError(f"{self.control_dir} lacks control maps for {len(missing)} pictures, e.g. "
                                  f"{', '.join(missing[:3])}; each picture needs a map with the same stem")
         if annotator is not None:
-            import annotators
             annotators.spec(annotator)   # an unknown name fails here, before training starts
         self.annotator, self.params = annotator, dict(annotator_params or {})
         self.tokenizer, self.size = tokenizer, size
@@ -154,9 +128,8 @@ class FolderDataset(torch.utils.data.Dataset):
         if self.control_dir is not None:
             cmap = _square(np.asarray(Image.open(self._map_path(self.files[i])).convert("RGB")), self.size, nearest=True)
         else:
-            import annotators
             cmap = annotators.run(self.annotator, image, **self.params)
-        out = _to_tensors(image, cmap)
+        out = to_tensors(image, cmap)
         out["caption"] = self.caption(i)
         if self.tokenizer is not None:
             out["input_ids"] = tokenize(self.tokenizer, [out["caption"]])[0]
@@ -179,7 +152,7 @@ class StepBatches(torch.utils.data.Sampler):
             return i
         epoch = i // self.length
         if epoch not in self._perms:
-            self._perms = {epoch: _rng(self.seed, epoch, 0x9E).permutation(self.length)}
+            self._perms = {epoch: rng(self.seed, epoch, 0x9E).permutation(self.length)}
         return int(self._perms[epoch][i % self.length])
 
     def __iter__(self):
@@ -207,7 +180,7 @@ def _worker_init(_: int) -> None:
 
 def loader(dataset, batch_size: int, start_step: int = 0, rank: int = 0, world_size: int = 1,
            workers: int = 0, seed: int = 0) -> torch.utils.data.DataLoader:
-    length = None if isinstance(dataset, WorldDataset) else len(dataset)
+    length = None if getattr(dataset, "endless", False) else len(dataset)
     sampler = StepBatches(batch_size, start_step, rank, world_size, length, seed)
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers, collate_fn=_collate,
                                        worker_init_fn=_worker_init if workers else None,

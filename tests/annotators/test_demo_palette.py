@@ -5,8 +5,7 @@ import annotators
 
 
 def test_a_painted_map_snaps_to_the_demo_models_classes():
-    import engine  # noqa: F401  (registers the demo palette)
-    from engine.training.draw import SEG_COLOURS
+    from demo.draw import SEG_COLOURS   # the world draws its maps in the palette annotators ship
     assert "demo" in annotators.spec("segmentation_paint")["params"][0]["choices"]
     painted = np.zeros((32, 32, 3), np.uint8)
     near = np.array(SEG_COLOURS["circle"]) + 9

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from annotators import pose_from_map, render_pose
-from engine.training import draw, world
+from demo import draw, world
 
 SEEDS = range(20)
 # render_pose draws a keypoint at the pixel its coordinate truncates to, so up to sqrt(2) px of

@@ -36,7 +36,7 @@ def demo_manager():
 
 @pytest.fixture(scope="session")
 def judges():
-    from engine.training import judges as j
+    from demo import judges as j
     fitted = j.fit(range(600))
     colour_acc, shape_acc = j.accuracy(fitted, range(100_000, 100_200))
     assert colour_acc >= 0.95 and shape_acc >= 0.95, (colour_acc, shape_acc)

@@ -6,7 +6,7 @@ from pathlib import Path
 from safetensors import safe_open
 from transformers import CLIPTokenizer
 
-from engine.training import world
+from demo import world
 
 DEMO = Path(__file__).resolve().parents[2] / "models" / "demo"
 

@@ -1,7 +1,7 @@
 """Judges are only trusted after they prove themselves on held-out renders."""
 import numpy as np
 
-from engine.training import draw, judges, world
+from demo import draw, judges, world
 
 
 def test_judges_built_from_the_renderer_are_right_on_held_out_renders():

@@ -6,7 +6,7 @@ import pytest
 
 import annotators
 from engine import ControlUnit, fidelity
-from engine.training import draw, world
+from demo import draw, world
 
 SEEDS = range(20)
 pytestmark = pytest.mark.slow

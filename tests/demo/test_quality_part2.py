@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from engine import ControlUnit, fidelity
-from engine.training import data, draw, world
+from demo import dataset, draw, world
 
 DEMO = Path(__file__).resolve().parents[2] / "models" / "demo"
 SEEDS = range(20)
@@ -40,7 +40,7 @@ def _scene(scene_kind: str, seed: int) -> world.Scene:
 
 
 def _map(kind: str, sc: world.Scene) -> np.ndarray:
-    return data.world_map(kind, sc, draw.image(sc, 128), 128, key=sc.seed)
+    return dataset.world_map(kind, sc, draw.image(sc, 128), 128, key=sc.seed)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.training import studies
+from demo import studies
 
 DEMO = Path(__file__).resolve().parents[2] / "models" / "demo"
 README = (DEMO / "README.md").read_text()

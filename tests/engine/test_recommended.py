@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine import GenerationRequest, generate, sources
+from engine import GenerationRequest, generate
+from engine import loading
 from engine.manager import ModelManager
 from tests.tiny_models import save_backbone_folder, tiny_backbone_parts
 
@@ -50,22 +51,22 @@ def test_a_bad_file_is_named_with_what_is_wrong(folder, tmp_path, text, words):
     bad.mkdir()
     (bad / "recommended.json").write_text(text)
     with pytest.raises(ValueError, match=words) as err:
-        sources.read_recommended(bad)
+        loading.read_recommended(bad)
     assert str(bad / "recommended.json") in str(err.value)
 
 
 def test_a_single_file_reads_the_json_beside_it(tmp_path):
     model = tmp_path / "model.safetensors"
     model.write_bytes(b"")
-    assert sources.read_recommended(model) == {}
+    assert loading.read_recommended(model) == {}
     (tmp_path / "model.recommended.json").write_text('{"cfg_scale": 4.5}')
-    assert sources.read_recommended(model) == {"cfg_scale": 4.5}
+    assert loading.read_recommended(model) == {"cfg_scale": 4.5}
 
 
 def test_the_shipped_demo_recommends_what_its_training_writes():
-    from engine.training import architecture
-    demo = sources.REPO_ROOT / "models" / "demo" / "backbone"
+    from demo import architecture
+    demo = loading.REPO_ROOT / "models" / "demo" / "backbone"
     if not demo.is_dir():
         pytest.skip("the demo model is not built")
     want = {k: v for k, v in architecture.RECOMMENDED_SETTINGS.items() if not k.startswith("_")}
-    assert sources.read_recommended(demo) == want == {"cfg_scale": 3.0}
+    assert loading.read_recommended(demo) == want == {"cfg_scale": 3.0}

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from engine.safe_load import load_state_dict
+from engine.loading.safe_load import load_state_dict
 
 
 def _weights():

@@ -7,12 +7,14 @@ from diffusers import AutoencoderKL, ControlNetModel, StableDiffusionPipeline, U
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from engine import single_file as sf
-from engine import tokenizer as tk
+from engine import loading
+from engine.loading import detect
+from engine.loading import single_file as sf
+from engine.loading import tokenizers as tk
 from tests.engine.ldm_writer import backbone_to_ldm, controlnet_to_ldm, write_config_folder
 from tests.tiny_models import tiny_backbone_parts
 
-CONFIGS = sf.CONFIGS_DIR
+CONFIGS = loading.CONFIGS_DIR
 
 
 @pytest.fixture(scope="module")
@@ -50,27 +52,17 @@ def test_sd2_variant_differs_only_in_padding(models_env):
     b = sd2("a cat", padding="max_length", max_length=77).input_ids
     assert a[:4] == b[:4] == [49406, 320, 2368, 49407]
     assert set(a[4:]) == {49407} and set(b[4:]) == {0} and sd2.pad_token == "!"
-    assert (models_env / ".cache" / "clip-tokenizer" / "vocab.json").is_file()
     with pytest.raises(ValueError, match="variant"):
         tk.clip_tokenizer("sdxl")
 
 
-def test_tokenizer_cache_is_built_once(tmp_path, monkeypatch):
-    monkeypatch.setenv("CNSTUDIO_MODELS", str(tmp_path))
-    tk.clip_tokenizer()
-    vocab = tmp_path / ".cache" / "clip-tokenizer" / "vocab.json"
-    assert len(json.loads(vocab.read_text())) == 49408
-    stamp = vocab.stat().st_mtime_ns
-    monkeypatch.setattr(tk, "bpe_source", lambda: pytest.fail("the cache should have been reused"))
-    tk.clip_tokenizer()
-    assert vocab.stat().st_mtime_ns == stamp
-
-
-def test_missing_open_clip_names_the_package(tmp_path, monkeypatch):
-    monkeypatch.setenv("CNSTUDIO_MODELS", str(tmp_path))
-    monkeypatch.setattr(tk.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ValueError, match="pip install --no-deps open_clip_torch"):
-        tk.clip_tokenizer()
+def test_the_tokenizer_ships_and_loading_writes_nothing_under_models(models_env):
+    """CLIP's files ship in engine/configs; building the tokenizer (and loading a backbone
+    folder without one) leaves the models folder as it was."""
+    before = sorted(p.relative_to(models_env) for p in models_env.rglob("*"))
+    assert len(tk.clip_tokenizer("sd2")) == 49408
+    assert sorted(p.relative_to(models_env) for p in models_env.rglob("*")) == before
+    assert (loading.CONFIGS_DIR / "clip-tokenizer" / "vocab.json").is_file()
 
 
 # ---------------------------------------------------------------- shipped configs
@@ -166,45 +158,45 @@ def meta_ldm():
 
 
 def test_detects_sd1_and_sd2(meta_ldm):
-    assert sf.detect_backbone(meta_ldm["sd1"]) == "sd1"
-    assert sf.detect_backbone(meta_ldm["sd2"]) == "sd2"
+    assert detect.detect_backbone(meta_ldm["sd1"]) == "sd1"
+    assert detect.detect_backbone(meta_ldm["sd2"]) == "sd2"
 
 
 def test_unknown_widths_and_unsupported_kinds_are_refused_with_shapes(meta_ldm):
     odd = dict(meta_ldm["sd1"])
-    odd["model.diffusion_model." + sf.LDM_ATTN2] = torch.empty(320, 1280, device="meta")
+    odd["model.diffusion_model." + detect.LDM_ATTN2] = torch.empty(320, 1280, device="meta")
     with pytest.raises(ValueError, match=r"unknown architecture.*\(320, 1280\).*config_dir"):
-        sf.detect_backbone(odd, "odd.safetensors")
+        detect.detect_backbone(odd, "odd.safetensors")
     inpaint = dict(meta_ldm["sd1"])
     inpaint["model.diffusion_model.input_blocks.0.0.weight"] = torch.empty(320, 9, 3, 3, device="meta")
     with pytest.raises(ValueError, match="inpainting model.*9 UNet input channels"):
-        sf.detect_backbone(inpaint)
+        detect.detect_backbone(inpaint)
     xl = {**meta_ldm["sd1"], "conditioner.embedders.1.model.positional_embedding": torch.empty(77, 1280, device="meta")}
     with pytest.raises(ValueError, match="SDXL"):
-        sf.detect_backbone(xl)
+        detect.detect_backbone(xl)
     mixed = {k: v for k, v in meta_ldm["sd2"].items() if not k.startswith("cond_stage_model.")}
     with pytest.raises(ValueError, match="text encoder missing"):
-        sf.detect_backbone(mixed)
+        detect.detect_backbone(mixed)
     with pytest.raises(ValueError, match="load it as a ControlNet"):
-        sf.detect_backbone(meta_ldm["cn15"])
+        detect.detect_backbone(meta_ldm["cn15"])
 
 
 def test_controlnet_detection_by_width_with_and_without_prefix(meta_ldm):
     for key, expected in (("cn15", "controlnet-sd15"), ("cn21", "controlnet-sd21")):
         prefixed = meta_ldm[key]
         assert all(k.startswith("control_model.") for k in prefixed)
-        assert sf.detect_controlnet(sf.controlnet_part(prefixed)) == expected
+        assert detect.detect_controlnet(detect.controlnet_part(prefixed)) == expected
         bare = {k.removeprefix("control_model."): v for k, v in prefixed.items()}
-        assert sf.detect_controlnet(sf.controlnet_part(bare)) == expected
+        assert detect.detect_controlnet(detect.controlnet_part(bare)) == expected
     # a ControlNet 1.0 file: the control model beside a whole SD model
     full = {**meta_ldm["sd1"], **meta_ldm["cn15"]}
-    part = sf.controlnet_part(full)
+    part = detect.controlnet_part(full)
     assert not any(k.startswith("model.diffusion_model.") for k in part)
-    assert sf.detect_controlnet(part) == "controlnet-sd15"
+    assert detect.detect_controlnet(part) == "controlnet-sd15"
     diffusers_layout = _meta(ControlNetModel, CONFIGS / "controlnet-sd21").state_dict()
-    assert sf.detect_controlnet(diffusers_layout) == "controlnet-sd21"
+    assert detect.detect_controlnet(diffusers_layout) == "controlnet-sd21"
     with pytest.raises(ValueError, match="load it as a backbone"):
-        sf.detect_controlnet(meta_ldm["sd1"])
+        detect.detect_controlnet(meta_ldm["sd1"])
 
 
 # ---------------------------------------------------------------- loading tiny files against diffusers' loader
@@ -309,8 +301,8 @@ def _constant_unet(parts, value: float):
 
 def test_v_prediction_probe(tiny):
     parts, _ = tiny
-    assert sf.is_v_prediction(_constant_unet(parts, -2.0))      # mean(out - 0.5) = -2.5 < -1
-    assert not sf.is_v_prediction(_constant_unet(parts, 0.5))   # predicts its input: epsilon
+    assert detect.is_v_prediction(_constant_unet(parts, -2.0))      # mean(out - 0.5) = -2.5 < -1
+    assert not detect.is_v_prediction(_constant_unet(parts, 0.5))   # predicts its input: epsilon
 
 
 def test_reconfigure_keeps_the_weights_without_copying(tiny, tmp_path):

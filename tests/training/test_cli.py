@@ -5,7 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.training import cli, draw, world
+from engine.training import cli
+from demo import draw, world
 
 
 def _folder(tmp_path, n=4):

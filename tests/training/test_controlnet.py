@@ -6,6 +6,7 @@ import pytest
 import torch
 from diffusers import ControlNetModel
 
+import demo  # noqa: F401  (registers the world dataset the trainer reads)
 from engine.training import checkpoints
 from engine.training.controlnet import TrainConfig, controlled_noise_pred, load_parts, make_controlnet, train, zero_convs
 

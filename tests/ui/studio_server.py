@@ -42,7 +42,7 @@ def tiny_demo(root: Path) -> Path:
     ControlNets, and the real demo's recommended.json."""
     import json
 
-    from engine.training.architecture import RECOMMENDED_SETTINGS
+    from demo.architecture import RECOMMENDED_SETTINGS
     from tests.tiny_models import save_backbone_folder, tiny_backbone_parts, tiny_controlnet
     parts = tiny_backbone_parts(seed=0)
     save_backbone_folder(parts, root / "demo" / "backbone")

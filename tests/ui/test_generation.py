@@ -34,9 +34,9 @@ def test_the_fidelity_meter_scores_a_followed_map_high_and_says_when_there_is_no
 def test_the_meter_judges_a_large_pose_map_against_a_small_picture():
     """The pose editor draws at 512 px and the demo paints at 128: the meter reads the skeleton at
     the map's own size (shrunk to 128 px first, its keypoints were unreadable: "no judge")."""
-    from engine.training import data, draw, world
+    from demo import dataset, draw, world
     sc = world.scene(3, kind="figure")
-    big_map = data.world_map("openpose", sc, draw.image(sc, 512), 512, key=3)
+    big_map = dataset.world_map("openpose", sc, draw.image(sc, 512), 512, key=3)
     picture = draw.image(sc, 128)                     # the figure exactly where its pose says
     other = draw.image(world.scene(8, kind="figure"), 128)
     unit = ControlUnit("demo:openpose", big_map)

@@ -15,103 +15,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import architecture, checkpoints, data, vocab, world
-from ..sources import RECOMMENDED_FILE
+from engine.loading import RECOMMENDED_FILE
+from engine.training import checkpoints, data
 
+from . import architecture, dataset, stages, vocab, world
+from .stages import BackboneConfig
 
-@dataclass(frozen=True)
-class BackboneConfig:
-    work_dir: str
-    seed: int = 0
-    tiny: bool = False
-    vae_steps: int = 1000
-    vae_batch: int = 64
-    vae_lr: float = 5e-4
-    decoder_steps: int = 4000      # the decoder stage (decoder.py): the encoder locked, the decoder sharpened
-    decoder_batch: int = 64
-    decoder_lr: float = 5e-5      # the VAE stage ended at 5e-5; more knocks a trained decoder off its minimum
-    unet_steps: int = 10000     # 2500 drew the asked colour 77% of the time, the shape 45% (blobs)
-    unet_batch: int = 128
-    unet_lr: float = 3e-4
-    warmup: int = 200
-    caption_dropout: float = 0.1
-    junk_word_p: float = 0.1       # captions with a made-up word, so unknown words learn to mean nothing
-    ema_decay: float = 0.999
-    min_snr: float = 5.0
-    workers: int = 8
-    checkpoint_every: int = 500
-    log_every: int = 100
-
-    @property
-    def size(self) -> int:
-        return 64 if self.tiny else architecture.IMAGE_SIZE
-
-
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _autocast(device: torch.device):
-    import contextlib
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-
-
-def _lr_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warm-up, then cosine down to a tenth."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def tokenizer_for(cfg: BackboneConfig):
     return vocab.build_tokenizer(world.vocabulary())
 
 
-def _stage_dir(cfg: BackboneConfig, name: str) -> Path:
-    return Path(cfg.work_dir) / name
-
-
-def _done(folder: Path) -> dict | None:
-    p = folder / "DONE.json"
-    return json.loads(p.read_text()) if p.is_file() else None
-
-
-def _finish(folder: Path, info: dict) -> dict:
-    (folder / "DONE.json").write_text(json.dumps(info, indent=1))
-    return info
-
-
-def _time_left(started: float, budget: float | None, done: int, extra: float = 15.0) -> bool:
-    if budget is None:
-        return True
-    elapsed = time.monotonic() - started
-    return elapsed + 2 * elapsed / max(1, done) + extra < budget
-
-
-def reconstruction_loss(y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss, L1) of a decoded picture against the original, both in [-1, 1]."""
-    l1 = (y - x).abs().mean()
-    # Edges are what ControlNets follow and judges read: weigh gradients as much as values.
-    grad = ((y[..., 1:, :] - y[..., :-1, :]) - (x[..., 1:, :] - x[..., :-1, :])).abs().mean() + \
-           ((y[..., 1:] - y[..., :-1]) - (x[..., 1:] - x[..., :-1])).abs().mean()
-    return l1 + 0.5 * grad, l1
-
-
-def optimizer_step(loss: torch.Tensor, params, opt: torch.optim.Optimizer) -> None:
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-
 
 def train_vae(cfg: BackboneConfig, max_seconds: float | None = None) -> dict | None:
     """The VAE stage; returns its summary when finished, None when the time ran out first."""
     from diffusers import AutoencoderKL
-    folder = _stage_dir(cfg, "vae")
-    if _done(folder):
-        return _done(folder)
-    device, started = _device(), time.monotonic()
+    folder = stages.stage_dir(cfg, "vae")
+    if stages.done(folder):
+        return stages.done(folder)
+    device, started = stages.pick_device(), time.monotonic()
     ckpt = checkpoints.latest(folder)
     if ckpt is not None:
         vae = AutoencoderKL.from_pretrained(str(ckpt / "vae"))
@@ -123,41 +46,41 @@ def train_vae(cfg: BackboneConfig, max_seconds: float | None = None) -> dict | N
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=1e-4)
     if ckpt is not None:
         checkpoints.load_optimizer(ckpt, opt)
-    batches = iter(data.loader(data.WorldDataset(None, cfg.size, seed=cfg.seed + 1), cfg.vae_batch, start,
+    batches = iter(data.loader(dataset.WorldDataset(None, cfg.size, seed=cfg.seed + 1), cfg.vae_batch, start,
                                workers=cfg.workers))
     step, l1_ema = start, None
     while step < cfg.vae_steps:
         for group in opt.param_groups:
-            group["lr"] = cfg.vae_lr * _lr_factor(step, cfg.vae_steps, cfg.warmup)
+            group["lr"] = cfg.vae_lr * stages.lr_factor(step, cfg.vae_steps, cfg.warmup)
         x = next(batches)["pixel_values"].to(device, non_blocking=True)
         g = torch.Generator(device).manual_seed(cfg.seed * 7919 + step)
-        with _autocast(device):
+        with stages.autocast(device):
             dist = vae.encode(x).latent_dist
             y = vae.decode(dist.sample(g)).sample.float()
-        rec, l1 = reconstruction_loss(y, x)
-        optimizer_step(rec + 1e-6 * dist.kl().mean(), vae.parameters(), opt)
+        rec, l1 = stages.reconstruction_loss(y, x)
+        stages.optimizer_step(rec + 1e-6 * dist.kl().mean(), vae.parameters(), opt)
         step += 1
         l1_ema = l1.item() if l1_ema is None else 0.98 * l1_ema + 0.02 * l1.item()
         if step % cfg.log_every == 0:
             print(f"vae step {step}/{cfg.vae_steps} L1 {l1_ema:.4f} {time.monotonic() - started:.0f}s", flush=True)
-        if step < cfg.vae_steps and (step % cfg.checkpoint_every == 0 or not _time_left(started, max_seconds, step - start)):
+        if step < cfg.vae_steps and (step % cfg.checkpoint_every == 0 or not stages.time_left(started, max_seconds, step - start)):
             checkpoints.save(folder, step, {"vae": vae}, opt,
-                             {"l1": l1_ema, "seconds_total": _seconds_before(ckpt) + time.monotonic() - started})
-            if not _time_left(started, max_seconds, step - start):
+                             {"l1": l1_ema, "seconds_total": stages.seconds_before(ckpt) + time.monotonic() - started})
+            if not stages.time_left(started, max_seconds, step - start):
                 return None
     vae.eval()
     scale = _latent_scale(vae, cfg, device)
     vae.register_to_config(scaling_factor=scale)
     vae.save_pretrained(str(folder / "final"), safe_serialization=True)
-    return _finish(folder, {"steps": step, "l1": l1_ema, "scaling_factor": scale, "batch": cfg.vae_batch,
-                            "seconds": _seconds_before(ckpt) + time.monotonic() - started,
+    return stages.finish(folder, {"steps": step, "l1": l1_ema, "scaling_factor": scale, "batch": cfg.vae_batch,
+                            "seconds": stages.seconds_before(ckpt) + time.monotonic() - started,
                             "params": architecture.n_params(vae)})
 
 
 @torch.no_grad()
 def _latent_scale(vae, cfg: BackboneConfig, device) -> float:
     """1 / std of the latents over held-out pictures, so latents enter the UNet at unit scale."""
-    ds = data.WorldDataset(None, cfg.size, seed=cfg.seed + 99)
+    ds = dataset.WorldDataset(None, cfg.size, seed=cfg.seed + 99)
     x = torch.stack([ds[i]["pixel_values"] for i in range(256 if not cfg.tiny else 16)]).to(device)
     z = torch.cat([vae.encode(c).latent_dist.mean for c in x.split(64)])
     return float(1.0 / z.std())
@@ -213,11 +136,11 @@ def train_unet(cfg: BackboneConfig, max_seconds: float | None = None) -> dict | 
     """The UNet + text encoder stage (needs the VAE stage); None when the time ran out first."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel
-    folder = _stage_dir(cfg, "unet")
-    if _done(folder):
-        return _done(folder)
-    device, started = _device(), time.monotonic()
-    vae = AutoencoderKL.from_pretrained(str(_stage_dir(cfg, "vae") / "final")).to(device).eval().requires_grad_(False)
+    folder = stages.stage_dir(cfg, "unet")
+    if stages.done(folder):
+        return stages.done(folder)
+    device, started = stages.pick_device(), time.monotonic()
+    vae = AutoencoderKL.from_pretrained(str(stages.stage_dir(cfg, "vae") / "final")).to(device).eval().requires_grad_(False)
     tokenizer = tokenizer_for(cfg)
     ckpt = checkpoints.latest(folder)
     seeded = folder / "start"
@@ -249,39 +172,36 @@ def train_unet(cfg: BackboneConfig, max_seconds: float | None = None) -> dict | 
         checkpoints.load_optimizer(ckpt, opt)
     sched = DDPMScheduler.from_config(architecture.SCHEDULER_CONFIG)
     alphas = sched.alphas_cumprod.to(device)
-    batches = iter(data.loader(data.WorldDataset(None, cfg.size, seed=cfg.seed + 2), cfg.unet_batch, start,
+    batches = iter(data.loader(dataset.WorldDataset(None, cfg.size, seed=cfg.seed + 2), cfg.unet_batch, start,
                                workers=cfg.workers))
     scale = vae.config.scaling_factor
     step, loss_ema = start, None
     while step < cfg.unet_steps:
         for group in opt.param_groups:
-            group["lr"] = cfg.unet_lr * _lr_factor(step, cfg.unet_steps, cfg.warmup)
+            group["lr"] = cfg.unet_lr * stages.lr_factor(step, cfg.unet_steps, cfg.warmup)
         batch = next(batches)
         x = batch["pixel_values"].to(device, non_blocking=True)
         ids = data.tokenize(tokenizer, _captions(batch["caption"], cfg, step)).to(device)
         g = torch.Generator(device).manual_seed(cfg.seed * 7919 + step)
-        with torch.no_grad(), _autocast(device):
+        with torch.no_grad(), stages.autocast(device):
             latents = vae.encode(x).latent_dist.sample(g).float() * scale
         noise = torch.randn(latents.shape, generator=g, device=device)
         t = torch.randint(0, sched.config.num_train_timesteps, (x.shape[0],), generator=g, device=device)
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
-        with _autocast(device):
+        with stages.autocast(device):
             text = text_encoder(ids)[0]
             pred = unet(noisy, t, encoder_hidden_states=text, return_dict=False)[0].float()
         snr = alphas[t] / (1 - alphas[t])
         weight = torch.clamp(snr, max=cfg.min_snr) / snr       # min-SNR-gamma for noise prediction
         loss = (weight * F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))).mean()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for m in modules for p in m.parameters()], 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        stages.optimizer_step(loss, [p for m in modules for p in m.parameters()], opt)
         step += 1
         ema.update(step)
         loss_ema = loss.item() if loss_ema is None else 0.98 * loss_ema + 0.02 * loss.item()
         if step % cfg.log_every == 0:
             print(f"unet step {step}/{cfg.unet_steps} loss {loss_ema:.4f} {time.monotonic() - started:.0f}s", flush=True)
-        out_of_time = not _time_left(started, max_seconds, step - start, extra=25.0)
+        out_of_time = not stages.time_left(started, max_seconds, step - start, extra=25.0)
         if step < cfg.unet_steps and (step % cfg.checkpoint_every == 0 or out_of_time):
             _save_unet_checkpoint(folder, step, unet, text_encoder, ema, opt, loss_ema,
                                   seconds_before + time.monotonic() - started)
@@ -290,34 +210,30 @@ def train_unet(cfg: BackboneConfig, max_seconds: float | None = None) -> dict | 
     ema.copy_to(modules)
     unet.save_pretrained(str(folder / "final" / "unet"), safe_serialization=True)
     text_encoder.save_pretrained(str(folder / "final" / "text_encoder"), safe_serialization=True)
-    return _finish(folder, {"steps": step, "loss": loss_ema, "batch": cfg.unet_batch,
+    return stages.finish(folder, {"steps": step, "loss": loss_ema, "batch": cfg.unet_batch,
                             "seconds": seconds_before + time.monotonic() - started,
                             "unet_params": architecture.n_params(unet),
                             "text_encoder_params": architecture.n_params(text_encoder)})
 
 
-def _seconds_before(ckpt: Path | None) -> float:
-    return float(checkpoints.read_state(ckpt).get("seconds_total", 0.0)) if ckpt is not None else 0.0
-
-
-def seed_from(cfg: BackboneConfig, previous: str | Path, stages: dict, unet: bool = True) -> None:
+def seed_from(cfg: BackboneConfig, previous: str | Path, earlier_stages: dict, unet: bool = True) -> None:
     """Start the VAE and UNet stages from an earlier build in `previous` (a models/demo folder
-    with its manifest's `stages`): its VAE is kept as is, and the UNet stage goes on from the
+    with its manifest's stages, `earlier_stages`): its VAE is kept as is, and the UNet stage goes on from the
     earlier build's weights and step count up to `cfg.unet_steps`, so a longer plan extends a
     shipped backbone instead of starting over (unet=False: only the VAE, for the stages after
     the backbone). Stages already under way are left alone."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
     previous = Path(previous) / "backbone"
-    vae_dir, unet_dir = _stage_dir(cfg, "vae"), _stage_dir(cfg, "unet")
-    if not _done(vae_dir) and checkpoints.latest(vae_dir) is None:
+    vae_dir, unet_dir = stages.stage_dir(cfg, "vae"), stages.stage_dir(cfg, "unet")
+    if not stages.done(vae_dir) and checkpoints.latest(vae_dir) is None:
         AutoencoderKL.from_pretrained(str(previous / "vae"), torch_dtype=torch.float32).save_pretrained(
             str(vae_dir / "final"), safe_serialization=True)
-        _finish(vae_dir, {**stages["vae"]["result"], "from": str(previous)})
-    if not unet or _done(unet_dir) or checkpoints.latest(unet_dir) is not None or (unet_dir / "start").is_dir():
+        stages.finish(vae_dir, {**earlier_stages["vae"]["result"], "from": str(previous)})
+    if not unet or stages.done(unet_dir) or checkpoints.latest(unet_dir) is not None or (unet_dir / "start").is_dir():
         return
-    done = stages["backbone"]["result"]
-    if done["steps"] >= cfg.unet_steps:
+    earlier = earlier_stages["backbone"]["result"]
+    if earlier["steps"] >= cfg.unet_steps:
         raise ValueError(f"the backbone in {previous} already has {done['steps']} steps and the plan asks for "
                          f"{cfg.unet_steps}: nothing to extend")
     start = unet_dir / "start"
@@ -325,7 +241,7 @@ def seed_from(cfg: BackboneConfig, previous: str | Path, stages: dict, unet: boo
         str(start / "unet"), safe_serialization=True)
     CLIPTextModel.from_pretrained(str(previous / "text_encoder"), torch_dtype=torch.float32).save_pretrained(
         str(start / "text_encoder"), safe_serialization=True)
-    (start / "start.json").write_text(json.dumps({"step": done["steps"], "seconds": done.get("seconds", 0.0),
+    (start / "start.json").write_text(json.dumps({"step": earlier["steps"], "seconds": earlier.get("seconds", 0.0),
                                                   "from": str(previous)}))
 
 
@@ -342,12 +258,11 @@ def assemble(cfg: BackboneConfig, out: str | Path) -> Path:
     """Write the trained backbone as a diffusers StableDiffusionPipeline folder in fp16."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
-    from .decoder import source_vae
     out = Path(out)
-    final = _stage_dir(cfg, "unet") / "final"
+    final = stages.stage_dir(cfg, "unet") / "final"
     dtype = torch.float16
     pipe = StableDiffusionPipeline(
-        vae=AutoencoderKL.from_pretrained(str(source_vae(cfg)), torch_dtype=dtype),
+        vae=AutoencoderKL.from_pretrained(str(stages.source_vae(cfg)), torch_dtype=dtype),
         text_encoder=CLIPTextModel.from_pretrained(str(final / "text_encoder"), torch_dtype=dtype),
         tokenizer=tokenizer_for(cfg),
         unet=UNet2DConditionModel.from_pretrained(str(final / "unet"), torch_dtype=dtype),

@@ -7,7 +7,7 @@ import pytest
 
 import annotators
 from engine import fidelity
-from engine.training import depth_judge, draw, map_judges, world
+from demo import depth_judge, draw, map_judges, world
 
 SEEDS = range(20)
 OTHER = 1000       # the "wrong map" of seed s is the map of seed s + OTHER

@@ -1,4 +1,4 @@
-"""Fidelity judges for segmentation and pose maps (engine.fidelity registers them).
+"""Fidelity judges for segmentation and pose maps (demo/__init__.py registers them with engine.fidelity).
 
 - Segmentation: the picture is cut into colour regions (colours clustered, then connected
   pieces of one cluster; specks merged into their nearest region). Each region takes the map
@@ -10,8 +10,10 @@
 """
 from __future__ import annotations
 
-import numpy as np
 import cv2
+import numpy as np
+
+import annotators
 
 from . import draw, figure, world
 
@@ -31,7 +33,7 @@ MIN_REGION_FRACTION = 0.002
 # forearms); other palettes' classes get 3.
 REGIONS_PER_PART = {"person": 6, "": 3}
 REGIONS_PER_SHAPE = 2
-FOREGROUND_DISTANCE = 60.0          # as engine.training.judges: RGB distance that makes a pixel "object"
+FOREGROUND_DISTANCE = 60.0          # as demo.judges: RGB distance that makes a pixel "object"
 BACKGROUND_TONE_SHARE = 0.1         # a border colour this common is a background tone
 # Keypoints the renderer needs to draw a figure (ears are not drawn; eyes default to the nose,
 # and the nose, which a small map's eye and ear circles may hide, to its place above the neck).
@@ -198,7 +200,6 @@ def foreground(image: np.ndarray) -> np.ndarray:
 
 def pose_people(control_map: np.ndarray) -> list[np.ndarray]:
     """(18, 3) keypoints (x, y in the map's pixels, confidence) of each person in a pose map."""
-    import annotators
     pose = annotators.pose_from_map(control_map)
     return [np.asarray(p["pose_keypoints_2d"], np.float64).reshape(18, 3) for p in pose["people"]]
 

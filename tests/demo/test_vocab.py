@@ -1,7 +1,7 @@
 """The demo tokenizer: one token per world word, loadable by CLIPTokenizer, unknown letters unknown."""
 from transformers import CLIPTokenizer
 
-from engine.training import vocab, world
+from demo import vocab, world
 
 
 def test_every_word_is_one_token_and_the_folder_loads_back(tmp_path):

@@ -21,9 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data, draw, plot, world
-from .controlnet import TrainConfig, _datasets, _vae_scale, load_parts, train
-from .demo import GPU_NET, KINDS
+from engine import ControlUnit, GenerationRequest, ModelManager, fidelity, generate, loading
+from engine.training import data, plot
+from engine.training.controlnet import TrainConfig, load_parts, train, vae_scale
+from engine.training.evaluate import eval_items, generate_batch, mean_fidelity
+
+from . import dataset, draw, world
+from .build import GPU_NET, KINDS
 
 # name -> (prompt dropout, whether the middle block trains alone first)
 RUNS = {"baseline": (0.5, False), "no_dropout": (0.0, False), "mid_first": (0.5, True)}
@@ -190,10 +194,10 @@ def empty_prompt_fidelity(study: TrainingStudy, parts: dict) -> dict:
     items the curves use (seeds 0..eval_count-1): what the net reads from the map alone."""
     from diffusers import ControlNetModel
 
-    from .evaluate import eval_items, generate_batch, mean_fidelity
     cfg = study.config("baseline")
-    size = int(parts["unet"].config.sample_size) * _vae_scale(parts["vae"])
-    items = eval_items(_datasets(cfg, parts["tokenizer"], size)[1], cfg.eval_count)
+    size = int(parts["unet"].config.sample_size) * vae_scale(parts["vae"])
+    items = eval_items(data.datasets(cfg.data, parts["tokenizer"], size, cfg.kind, cfg.seed, cfg.annotator,
+                                     cfg.control_dir)[1], cfg.eval_count)
     device = parts["unet"].device
     out = {"seeds": [it.seed for it in items], "eval_steps": cfg.eval_steps, "cfg_scale": cfg.eval_cfg}
     for name in [None, *RUNS]:
@@ -286,16 +290,13 @@ class SweepStudy:
 def world_case(kind: str, seed: int, size: int) -> tuple[str, np.ndarray]:
     """Scene `seed` of the world (a figure for pose): its caption and its `kind` map, made the
     way that ControlNet was trained to read it."""
-    sc = world.scene(seed, kind=data.WORLD_SCENES.get(kind))
-    return sc.caption, data.world_map(kind, sc, draw.image(sc, size), size, key=seed)
+    sc = world.scene(seed, kind=dataset.WORLD_SCENES.get(kind))
+    return sc.caption, dataset.world_map(kind, sc, draw.image(sc, size), size, key=seed)
 
 
 def _fidelities(manager, kind: str, cases: list, study: SweepStudy, weight: float, end: float) -> list:
     """One picture per seed. The engine's batch_size shares one prompt and one map across the
     batch, and each seed here has its own scene, so each is its own request."""
-    from .. import fidelity
-    from ..generate import generate
-    from ..values import ControlUnit, GenerationRequest
     scores = []
     for seed, (caption, cmap) in enumerate(cases):
         unit = ControlUnit(f"demo:{kind}", cmap, weight=weight, start=0.0, end=end)
@@ -332,10 +333,8 @@ def sweep_kind(manager, kind: str, study: SweepStudy, size: int) -> dict:
 
 
 def sweeps_study(study: SweepStudy) -> dict:
-    from .. import sources
-    from ..manager import ModelManager
-    installed = {s.split(":", 1)[1] for s in sources.list_installed()["controlnets"] if s.startswith("demo:")}
-    skipped = {k: f"not installed at {sources.models_dir() / 'demo' / f'controlnet-{k}'}"
+    installed = {s.split(":", 1)[1] for s in loading.list_installed()["controlnets"] if s.startswith("demo:")}
+    skipped = {k: f"not installed at {loading.models_dir() / 'demo' / f'controlnet-{k}'}"
                for k in study.kinds if k not in installed}
     for k, why in skipped.items():
         print(f"study: skipping {k}: {why}", flush=True)

@@ -1,4 +1,4 @@
-"""Drawing a world scene (engine.training.world) at any size: the picture, and the exact maps
+"""Drawing a world scene (demo.world) at any size: the picture, and the exact maps
 that go with it: segmentation (one fixed colour per class), depth (near = bright, MiDaS'
 convention), the pose as OpenPose JSON, and a hand-drawn-looking sketch of its outlines.
 
@@ -13,16 +13,16 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from annotators import palettes
+
 from . import figure as fig
 from .world import SKIN, Scene, Shape
 
 SHIFT = 4                      # OpenCV's fixed-point bits: coordinates drawn to 1/16 px
 ONE = 1 << SHIFT
-# Segmentation classes and their colours (listed in models/demo/README.md).
-SEG_COLOURS: dict[str, tuple[int, int, int]] = {
-    "background": (120, 120, 120), "circle": (230, 25, 75), "square": (60, 180, 75),
-    "triangle": (255, 225, 25), "star": (0, 130, 200), "heart": (245, 130, 48), "person": (150, 5, 61),
-}
+# Segmentation classes and their colours (listed in models/demo/README.md): annotators ship them
+# as the "demo" palette, so a colour map painted for the demo's seg ControlNet snaps to them.
+SEG_COLOURS: dict[str, tuple[int, int, int]] = dict(palettes.DEMO_WORLD)
 # Depth levels (0..255, near = bright): the background recedes upwards like a floor and wall.
 BG_DEPTH_TOP, BG_DEPTH_BOTTOM = 30, 80
 SHAPE_DEPTH, SHAPE_DEPTH_STEP = 140, 35

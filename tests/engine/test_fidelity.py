@@ -4,7 +4,7 @@ import pytest
 
 import annotators
 from engine import fidelity
-from engine.training import draw, world
+from demo import draw, world
 
 
 def test_a_picture_follows_its_own_maps_and_not_another_pictures():

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoints, data
-from .backbone import (BackboneConfig, _autocast, _device, _done, _finish, _lr_factor, _seconds_before,
-                       _stage_dir, _time_left, optimizer_step, reconstruction_loss)
+from engine.training import checkpoints, data
+
+from . import dataset
+from .stages import (BackboneConfig, autocast, pick_device, done, finish, lr_factor, optimizer_step,
+                     reconstruction_loss, seconds_before, stage_dir, time_left)
 
 HELD_OUT_SEED = 4242
 
@@ -23,28 +25,23 @@ HELD_OUT_SEED = 4242
 @torch.no_grad()
 def held_out_l1(vae, cfg: BackboneConfig, device, n: int = 64) -> float:
     """Mean absolute error (pixels in [-1, 1]) of encode -> decode on renders no step saw."""
-    ds = data.WorldDataset(None, cfg.size, seed=HELD_OUT_SEED)
+    ds = dataset.WorldDataset(None, cfg.size, seed=HELD_OUT_SEED)
     x = torch.stack([ds[i]["pixel_values"] for i in range(n)]).to(device)
     errs = [(vae.decode(vae.encode(c).latent_dist.mode()).sample.float() - c).abs().mean().item() for c in x.split(16)]
     return float(sum(errs) / len(errs))
 
-
-def source_vae(cfg: BackboneConfig) -> Path:
-    """The VAE the backbone ships: the decoder stage's when it is done, else the VAE stage's."""
-    tuned = _stage_dir(cfg, "decoder") / "final"
-    return tuned if (tuned / "config.json").is_file() else _stage_dir(cfg, "vae") / "final"
 
 
 def train_decoder(cfg: BackboneConfig, max_seconds: float | None = None) -> dict | None:
     """Train the decoder (and post_quant_conv) on the frozen encoder's latents; returns the
     summary when finished, None when the time ran out first (call again to resume)."""
     from diffusers import AutoencoderKL
-    folder = _stage_dir(cfg, "decoder")
-    if _done(folder):
-        return _done(folder)
-    device, started = _device(), time.monotonic()
+    folder = stage_dir(cfg, "decoder")
+    if done(folder):
+        return done(folder)
+    device, started = pick_device(), time.monotonic()
     ckpt = checkpoints.latest(folder)
-    vae = AutoencoderKL.from_pretrained(str(ckpt / "vae" if ckpt else _stage_dir(cfg, "vae") / "final"),
+    vae = AutoencoderKL.from_pretrained(str(ckpt / "vae" if ckpt else stage_dir(cfg, "vae") / "final"),
                                         torch_dtype=torch.float32)
     vae.to(device).eval().requires_grad_(False)
     before = checkpoints.read_state(ckpt)["l1_before"] if ckpt else held_out_l1(vae, cfg, device)
@@ -57,18 +54,18 @@ def train_decoder(cfg: BackboneConfig, max_seconds: float | None = None) -> dict
     if ckpt is not None:
         checkpoints.load_optimizer(ckpt, opt)
         start = checkpoints.read_state(ckpt)["step"]
-    batches = iter(data.loader(data.WorldDataset(None, cfg.size, seed=cfg.seed + 3), cfg.decoder_batch, start,
+    batches = iter(data.loader(dataset.WorldDataset(None, cfg.size, seed=cfg.seed + 3), cfg.decoder_batch, start,
                                workers=cfg.workers))
     step, l1_ema = start, None
     while step < cfg.decoder_steps:
         for group in opt.param_groups:
             # A trained decoder is knocked off its minimum by full-size first steps: warm up.
-            group["lr"] = cfg.decoder_lr * _lr_factor(step, cfg.decoder_steps, max(1, min(cfg.warmup, cfg.decoder_steps // 10)))
+            group["lr"] = cfg.decoder_lr * lr_factor(step, cfg.decoder_steps, max(1, min(cfg.warmup, cfg.decoder_steps // 10)))
         x = next(batches)["pixel_values"].to(device, non_blocking=True)
         g = torch.Generator(device).manual_seed(cfg.seed * 7907 + step)
         with torch.no_grad():
             z = vae.encode(x).latent_dist.sample(g)
-        with _autocast(device):
+        with autocast(device):
             y = vae.decode(z).sample.float()
         loss, l1 = reconstruction_loss(y, x)
         optimizer_step(loss, trained, opt)
@@ -76,17 +73,17 @@ def train_decoder(cfg: BackboneConfig, max_seconds: float | None = None) -> dict
         l1_ema = l1.item() if l1_ema is None else 0.98 * l1_ema + 0.02 * l1.item()
         if step % cfg.log_every == 0:
             print(f"decoder step {step}/{cfg.decoder_steps} L1 {l1_ema:.4f} {time.monotonic() - started:.0f}s", flush=True)
-        out_of_time = not _time_left(started, max_seconds, step - start)
+        out_of_time = not time_left(started, max_seconds, step - start)
         if step < cfg.decoder_steps and (step % cfg.checkpoint_every == 0 or out_of_time):
             checkpoints.save(folder, step, {"vae": vae}, opt,
                              {"l1": l1_ema, "l1_before": before,
-                              "seconds_total": _seconds_before(ckpt) + time.monotonic() - started})
+                              "seconds_total": seconds_before(ckpt) + time.monotonic() - started})
             if out_of_time:
                 return None
     vae.eval()
     after = held_out_l1(vae, cfg, device)
     vae.save_pretrained(str(folder / "final"), safe_serialization=True)
-    return _finish(folder, {"steps": step, "batch": cfg.decoder_batch, "lr": cfg.decoder_lr,
+    return finish(folder, {"steps": step, "batch": cfg.decoder_batch, "lr": cfg.decoder_lr,
                             "held_out_l1_before": before, "held_out_l1_after": after,
-                            "seconds": _seconds_before(ckpt) + time.monotonic() - started,
+                            "seconds": seconds_before(ckpt) + time.monotonic() - started,
                             "device": torch.cuda.get_device_name() if device.type == "cuda" else "CPU"})

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from diffusers import ControlNetModel
 
-from engine.training import cli, demo
+from demo import build as demo
+from demo import cli
 
 
 @pytest.mark.slow
@@ -18,7 +19,7 @@ def test_tiny_train_demo_builds_loadable_folders_and_resumes_by_stage(tmp_path):
     assert cli.main(args) == 0
     stages = json.loads((work / "stages.json").read_text())
     assert stages["vae"]["calls"] and len(stages["vae"]["calls"]) == 2   # the second call found it done
-    from engine.sources import load_backbone_components
+    from engine.loading import load_backbone_components
     parts = load_backbone_components(str(out / "backbone"))
     assert parts["recommended"] == {"cfg_scale": 3.0}       # the demo's own scale ships with it
     net = ControlNetModel.from_pretrained(str(out / "controlnet-scribble"))
@@ -33,7 +34,7 @@ def test_tiny_train_demo_builds_loadable_folders_and_resumes_by_stage(tmp_path):
                                        *(f"controlnet-{k}" for k in demo.KINDS)}
     for kind in demo.KINDS:
         assert (out / f"controlnet-{kind}" / "config.json").is_file()
-    from engine.training import depth_judge
+    from demo import depth_judge
     judge = depth_judge.load(out / "judges" / depth_judge.FILE_NAME)     # the shipped judge loads and judges
     assert judge.predict(np.zeros((128, 128, 3), np.uint8)).shape == (depth_judge.JUDGE_SIZE,) * 2
     assert cli.main([*args, "--stage", "nonsense"]) == 2

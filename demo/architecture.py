@@ -17,7 +17,7 @@ SCHEDULER_CONFIG = {
     "num_train_timesteps": 1000, "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1,
     "prediction_type": "epsilon", "timestep_spacing": "leading",
 }
-# The demo backbone's recommended.json (engine.sources). Measured on the shipped backbone over
+# The demo backbone's recommended.json (engine.loading). Measured on the shipped backbone over
 # the colour test's 220 pictures: the asked colour in 100% at CFG 3, 98% at 5, 63% at 7.5 (a
 # small UNet's guided colours overshoot: brown turns orange, green olive).
 RECOMMENDED_SETTINGS = {"cfg_scale": 3.0,
@@ -54,14 +54,6 @@ def make_text_encoder(tokenizer, tiny: bool = False) -> CLIPTextModel:
         num_hidden_layers=2, max_position_embeddings=tokenizer.model_max_length,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     return CLIPTextModel(cfg)
-
-
-def conditioning_channels(vae_scale: int) -> tuple[int, ...]:
-    """The condition encoder's channels: one stride-2 stage per factor of 2 between the
-    picture and the latent, so the map arrives at the latent's resolution."""
-    stages = max(1, int(vae_scale).bit_length() - 1)
-    base = (16, 32, 96, 256)
-    return base[: stages + 1] if stages + 1 <= len(base) else base + (256,) * (stages + 1 - len(base))
 
 
 def n_params(module: torch.nn.Module) -> int:

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from engine.training import draw, figure, world
+from demo import draw, figure, world
 
 SIZE = 96
 

@@ -15,9 +15,12 @@ from pathlib import Path
 
 import torch
 
+from engine.training.controlnet import TrainConfig, train
+
 from . import backbone as bb
-from . import world
-from .controlnet import TrainConfig, train
+from . import depth_judge, world
+from .decoder import train_decoder
+from .stages import source_vae
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,6 @@ def stage_names(p: DemoPlan) -> list[str]:
 def _judges_stage(p: DemoPlan, out: Path) -> dict:
     """The fidelity judges that need weights (depth), fitted on renders and shipped beside the
     models so the GUI's fidelity meter and the tests read the same judge."""
-    from . import depth_judge
     path = out / "judges" / depth_judge.FILE_NAME
     if p.backbone.tiny:
         judge = depth_judge.fit(seeds=range(8), steps=20)
@@ -139,7 +141,6 @@ def _run_stage(name: str, p: DemoPlan, out: Path, budget: float | None) -> dict 
             bb.assemble(p.backbone, out / "backbone")
         return info
     if name == "decoder":
-        from .decoder import train_decoder
         info = train_decoder(p.backbone, budget)
         if info is not None and (out / "backbone" / "vae").is_dir():
             _install_decoder(p, out / "backbone" / "vae")
@@ -161,7 +162,6 @@ def _run_stage(name: str, p: DemoPlan, out: Path, budget: float | None) -> dict 
 def _install_decoder(p: DemoPlan, dest: Path) -> None:
     """Put the decoder stage's VAE into a built backbone (fp16), once, when it is newer."""
     from diffusers import AutoencoderKL
-    from .decoder import source_vae
     done = Path(p.backbone.work_dir) / "decoder" / "DONE.json"
     shipped = dest / "diffusion_pytorch_model.safetensors"
     if shipped.is_file() and shipped.stat().st_mtime >= done.stat().st_mtime:

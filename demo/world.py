@@ -2,7 +2,7 @@
 figures on plain or two-tone backgrounds, each with its caption. A scene is a value drawn
 from a seed (`scene(seed)`), so every picture, map and caption can be made again exactly.
 
-Geometry is in fractions of the canvas, so one scene renders at any size (engine.training.draw).
+Geometry is in fractions of the canvas, so one scene renders at any size (demo.draw).
 The vocabulary below is the whole language of the world; the demo tokenizer is built from it.
 """
 from __future__ import annotations

@@ -6,7 +6,7 @@ import torch
 from diffusers import ControlNetModel
 from safetensors.torch import save_file
 
-from engine import sources
+from engine import loading
 from tests.engine.ldm_writer import backbone_to_ldm, controlnet_to_ldm, write_config_folder
 from tests.tiny_models import save_backbone_folder, tiny_backbone_parts, tiny_controlnet
 
@@ -46,45 +46,45 @@ def _check_backbone(got: dict, parts: dict, source: str) -> None:
 
 def test_models_dir_follows_env(monkeypatch, tmp_path):
     monkeypatch.delenv("CNSTUDIO_MODELS", raising=False)
-    assert sources.models_dir() == sources.REPO_ROOT / "models"
+    assert loading.models_dir() == loading.REPO_ROOT / "models"
     monkeypatch.setenv("CNSTUDIO_MODELS", str(tmp_path))
-    assert sources.models_dir() == tmp_path
+    assert loading.models_dir() == tmp_path
 
 
 def test_missing_demo_says_how_to_rebuild(models):
     with pytest.raises(ValueError) as err:
-        sources.load_backbone_components("demo")
+        loading.load_backbone_components("demo")
     assert str(err.value) == (f"The embedded demo model is not installed at {models / 'demo' / 'backbone'}; rebuild "
                               "it with `python3 launch.py train-demo` or pick another backbone")
-    assert sources.list_installed() == {"backbones": [], "controlnets": []}
+    assert loading.list_installed() == {"backbones": [], "controlnets": []}
 
 
 def test_demo_backbone_and_controlnets(models, tiny):
     parts, net, root = tiny
     shutil.copytree(root / "backbone", models / "demo" / "backbone")
     shutil.copytree(root / "controlnet", models / "demo" / "controlnet-scribble")
-    _check_backbone(sources.load_backbone_components("demo"), parts, "demo")
-    assert _same(sources.load_controlnet_model("demo:scribble"), net)
+    _check_backbone(loading.load_backbone_components("demo"), parts, "demo")
+    assert _same(loading.load_controlnet_model("demo:scribble"), net)
     with pytest.raises(ValueError, match=r"demo ControlNet for 'depth' is not installed.*demo:scribble"):
-        sources.load_controlnet_model("demo:depth")
+        loading.load_controlnet_model("demo:depth")
     with pytest.raises(ValueError, match="demo:<kind>"):
-        sources.load_controlnet_model("demo")
-    assert sources.list_installed() == {"backbones": ["demo"], "controlnets": ["demo:scribble"]}
+        loading.load_controlnet_model("demo")
+    assert loading.list_installed() == {"backbones": ["demo"], "controlnets": ["demo:scribble"]}
 
 
 def test_diffusers_folders_by_path_and_by_name(models, tiny):
     parts, net, root = tiny
-    _check_backbone(sources.load_backbone_components(str(root / "backbone")), parts, str(root / "backbone"))
-    assert _same(sources.load_controlnet_model(str(root / "controlnet")), net)
+    _check_backbone(loading.load_backbone_components(str(root / "backbone")), parts, str(root / "backbone"))
+    assert _same(loading.load_controlnet_model(str(root / "controlnet")), net)
     shutil.copytree(root / "backbone", models / "backbones" / "my-model")
     shutil.copytree(root / "controlnet", models / "controlnets" / "control_v11p_sd15_canny")
-    _check_backbone(sources.load_backbone_components("my-model"), parts, "my-model")
-    assert _same(sources.load_controlnet_model("control_v11p_sd15_canny"), net)
+    _check_backbone(loading.load_backbone_components("my-model"), parts, "my-model")
+    assert _same(loading.load_controlnet_model("control_v11p_sd15_canny"), net)
     # one kind where the other is expected
     with pytest.raises(ValueError, match="is a ControlNet, not a backbone"):
-        sources.load_backbone_components(str(root / "controlnet"))
+        loading.load_backbone_components(str(root / "controlnet"))
     with pytest.raises(ValueError, match="is a backbone"):
-        sources.load_controlnet_model(str(root / "backbone"))
+        loading.load_controlnet_model(str(root / "backbone"))
 
 
 def test_fp16_only_folder_and_dtype(tmp_path, tiny):
@@ -92,7 +92,7 @@ def test_fp16_only_folder_and_dtype(tmp_path, tiny):
     folder = tmp_path / "half"
     copy.deepcopy(net).to(torch.float16).save_pretrained(folder, variant="fp16")
     assert not (folder / "diffusion_pytorch_model.safetensors").exists()
-    got = sources.load_controlnet_model(str(folder), dtype=torch.float16)
+    got = loading.load_controlnet_model(str(folder), dtype=torch.float16)
     assert got.dtype == torch.float16
     assert torch.equal(got.controlnet_mid_block.weight, net.controlnet_mid_block.weight.half())
 
@@ -102,17 +102,17 @@ def test_single_files_under_models_with_sibling_configs(models, tiny):
     save_file(backbone_to_ldm(parts["unet"], parts["vae"], parts["text_encoder"]),
               str(models / "backbones" / "tiny.safetensors"))
     with pytest.raises(ValueError, match=r"tiny.safetensors: unknown architecture.*tiny\.config"):
-        sources.load_backbone_components("tiny")  # a tiny model fits none of the shipped SD configs
+        loading.load_backbone_components("tiny")  # a tiny model fits none of the shipped SD configs
     write_config_folder(parts, models / "backbones" / "tiny.config")
-    _check_backbone(sources.load_backbone_components("tiny"), parts, "tiny")
-    _check_backbone(sources.load_backbone_components("tiny.safetensors"), parts, "tiny.safetensors")
+    _check_backbone(loading.load_backbone_components("tiny"), parts, "tiny")
+    _check_backbone(loading.load_backbone_components("tiny.safetensors"), parts, "tiny.safetensors")
 
     net = ControlNetModel.from_unet(parts["unet"], conditioning_embedding_out_channels=(8, 8, 8, 16))
     torch.save(controlnet_to_ldm(net), models / "controlnets" / "control_tiny_canny.pth")
     net.save_config(models / "controlnets" / "control_tiny_canny.config")
-    assert _same(sources.load_controlnet_model("control_tiny_canny"), net)
+    assert _same(loading.load_controlnet_model("control_tiny_canny"), net)
     (models / "backbones" / "README.md").write_text("put models here")
-    assert sources.list_installed() == {"backbones": ["tiny.safetensors"], "controlnets": ["control_tiny_canny.pth"]}
+    assert loading.list_installed() == {"backbones": ["tiny.safetensors"], "controlnets": ["control_tiny_canny.pth"]}
 
 
 def _hub_cache(tmp_path, monkeypatch, repos: dict) -> None:
@@ -138,15 +138,15 @@ def test_hub_ids_load_from_the_local_cache(models, tiny, tmp_path, monkeypatch):
                single / "control_x.pth")
     _hub_cache(tmp_path, monkeypatch, {"someone/tiny-sd": root / "backbone", "someone/tiny-controlnet": root / "controlnet",
                                        "someone/files": single})
-    assert sources.hf_cache_dir() == tmp_path / "hf" / "hub"
-    _check_backbone(sources.load_backbone_components("someone/tiny-sd"), parts, "someone/tiny-sd")
-    assert _same(sources.load_controlnet_model("someone/tiny-controlnet"), net)
+    assert loading.hf_cache_dir() == tmp_path / "hf" / "hub"
+    _check_backbone(loading.load_backbone_components("someone/tiny-sd"), parts, "someone/tiny-sd")
+    assert _same(loading.load_controlnet_model("someone/tiny-controlnet"), net)
     # a single file inside a cached repo resolves to that file (then fails detection: it is tiny)
     with pytest.raises(ValueError, match="control_x.pth: unknown ControlNet architecture"):
-        sources.load_controlnet_model("someone/files/control_x.pth")
+        loading.load_controlnet_model("someone/files/control_x.pth")
 
     with pytest.raises(ValueError) as err:
-        sources.load_backbone_components("someone/not-there")
+        loading.load_backbone_components("someone/not-there")
     msg = str(err.value)
     assert str(tmp_path / "hf" / "hub" / "models--someone--not-there") in msg and "CNSTUDIO_ALLOW_DOWNLOAD=1" in msg
 
@@ -155,14 +155,14 @@ def test_unmatched_source_lists_what_was_tried_and_installed(models, tiny):
     _, _, root = tiny
     shutil.copytree(root / "backbone", models / "backbones" / "mine")
     with pytest.raises(ValueError) as err:
-        sources.load_backbone_components("no such model!")
+        loading.load_backbone_components("no such model!")
     msg = str(err.value)
     assert "matches nothing" in msg and "a path" in msg and str(models / "backbones") in msg
     assert "hub id" in msg and "Installed: mine" in msg
     odd = models / "backbones" / "notes.txt"
     odd.write_text("x")
     with pytest.raises(ValueError, match="not a model file"):
-        sources.load_backbone_components(str(odd))
+        loading.load_backbone_components(str(odd))
 
 
 @pytest.mark.parametrize("name,kind", [
@@ -177,4 +177,4 @@ def test_unmatched_source_lists_what_was_tried_and_installed(models, tiny):
     ("control_v11e_sd15_ip2p", None), ("my-controlnet", None), ("", None), ("untitled", None),
 ])
 def test_condition_kind(name, kind):
-    assert sources.condition_kind(name) == kind
+    assert loading.condition_kind(name) == kind

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.loading import models_dir
+
 from . import draw, map_judges, world
 
 log = logging.getLogger(__name__)
@@ -215,7 +217,6 @@ _lock = threading.Lock()
 
 def paths() -> tuple[Path, Path]:
     """(shipped weights, cache) under the models folder."""
-    from ..sources import models_dir
     root = models_dir()
     return root / "demo" / "judges" / FILE_NAME, root / ".cache" / "judges" / FILE_NAME
 

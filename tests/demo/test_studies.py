@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.training import cli, studies
+from demo import cli, studies
 
-from tests.training.conftest import build_tiny_backbone
+from tests.tiny_models import save_world_backbone
 
 TRAIN_ARGS = ["--kind", "scribble", "--steps", "4", "--batch-size", "2", "--lr", "1e-3", "--workers", "0",
               "--eval-every", "2", "--eval-count", "1", "--eval-steps", "2", "--cpu"]
@@ -86,11 +86,11 @@ def test_training_study_end_to_end(tiny_world_backbone, tmp_path, capsys):
     # the empty-prompt fidelity is that of the run's final net with prompt "", computed directly
     from diffusers import ControlNetModel
 
-    from engine.training import data
+    from demo import dataset
     from engine.training.controlnet import load_parts
     from engine.training.evaluate import eval_items, generate_batch, mean_fidelity
     parts = load_parts(str(tiny_world_backbone), "cpu")
-    items = eval_items(data.WorldDataset(parts["tokenizer"], 64, kind="scribble", seed=10 + 7_777_777), 1)
+    items = eval_items(dataset.WorldDataset(parts["tokenizer"], 64, kind="scribble", seed=10 + 7_777_777), 1)
     empty = report["empty_prompt_fidelity"]
     assert empty["seeds"] == [0]
     for name in ("baseline", "no_dropout"):
@@ -141,7 +141,7 @@ def tiny_demo(tmp_path, monkeypatch):
     convolutions randomised (a fresh copy adds nothing, so every weight would look alike)."""
     from engine.training.controlnet import make_controlnet, zero_convs
     root = tmp_path / "models"
-    parts = build_tiny_backbone(root / "demo" / "backbone")
+    parts = save_world_backbone(root / "demo" / "backbone")
     net = make_controlnet(parts["unet"], vae_scale=2)
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():
@@ -174,7 +174,7 @@ def test_sweeps_end_to_end(tiny_demo, tmp_path):
     from engine import GenerationRequest, generate
     from engine.fidelity import score
     from engine.manager import ModelManager
-    from engine.training.studies import world_case
+    from demo.studies import world_case
     manager = ModelManager(device="cpu", dtype=torch.float32)
     for seed in (0, 1):
         caption, cmap = world_case("scribble", seed, 64)

@@ -1,0 +1,63 @@
+"""Diffusers folders: a Stable Diffusion pipeline folder as backbone parts, a ControlNet folder as
+a ControlNetModel; local files only, with errors that say what the folder lacks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from . import tokenizers
+from .files import class_name, read_scheduler_config
+
+BACKBONE_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+
+
+def load_backbone_folder(folder: Path, dtype: torch.dtype, source: str) -> dict:
+    if class_name(folder / "config.json") == "ControlNetModel":
+        raise ValueError(f"{source!r} ({folder}) is a ControlNet, not a backbone; use it in a control unit.")
+    missing = [p for p in ("unet", "vae", "text_encoder", "scheduler") if not (folder / p).is_dir()]
+    if missing:
+        raise ValueError(f"{source!r} ({folder}) is not a diffusers Stable Diffusion folder: it lacks "
+                         f"{', '.join(m + '/' for m in missing)}. Expected model_index.json with "
+                         f"{', '.join(BACKBONE_PARTS)} subfolders.")
+    unet = _from_pretrained(UNet2DConditionModel, folder, "unet", dtype)
+    vae = _from_pretrained(AutoencoderKL, folder, "vae", dtype)
+    text_encoder = _from_pretrained(CLIPTextModel, folder, "text_encoder", dtype)
+    if (folder / "tokenizer").is_dir():
+        tokenizer = CLIPTokenizer.from_pretrained(str(folder), subfolder="tokenizer", local_files_only=True)
+    else:  # SD 2's OpenCLIP encoder is 1024 wide; its tokenizer pads differently
+        tokenizer = tokenizers.clip_tokenizer("sd2" if text_encoder.config.hidden_size == 1024 else "sd1")
+    scheduler_config = read_scheduler_config(folder)
+    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
+            "scheduler_config": scheduler_config}
+
+
+def load_controlnet_folder(folder: Path, dtype: torch.dtype, source: str):
+    if not (folder / "config.json").is_file() and (folder / "controlnet" / "config.json").is_file():
+        folder = folder / "controlnet"
+    name = class_name(folder / "config.json")
+    if name is None and (folder / "model_index.json").is_file():
+        raise ValueError(f"{source!r} ({folder}) is a backbone (a pipeline folder), not a ControlNet.")
+    if name != "ControlNetModel":
+        raise ValueError(f"{source!r} ({folder}) is not a diffusers ControlNet folder: its config.json "
+                         f"{'names ' + repr(name) if name else 'is missing'}; expected ControlNetModel.")
+    return _from_pretrained(ControlNetModel, folder, None, dtype)
+
+
+_WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin",
+                 "model.safetensors", "pytorch_model.bin")
+
+
+def _from_pretrained(cls, folder: Path, subfolder: str | None, dtype: torch.dtype):
+    """from_pretrained, local files only; picks the fp16 variant when it is the only one there."""
+    where = folder / subfolder if subfolder else folder
+    variant = None
+    if not any((where / n).is_file() for n in _WEIGHT_NAMES) and any(where.glob("*.fp16.*")):
+        variant = "fp16"
+    kwargs = {"subfolder": subfolder} if subfolder else {}
+    try:
+        return cls.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True, variant=variant, **kwargs)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise ValueError(f"Could not load {cls.__name__} from {where}: {str(e)[:300]}") from e
