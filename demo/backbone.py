@@ -234,7 +234,7 @@ def seed_from(cfg: BackboneConfig, previous: str | Path, earlier_stages: dict, u
         return
     earlier = earlier_stages["backbone"]["result"]
     if earlier["steps"] >= cfg.unet_steps:
-        raise ValueError(f"the backbone in {previous} already has {done['steps']} steps and the plan asks for "
+        raise ValueError(f"the backbone in {previous} already has {earlier['steps']} steps and the plan asks for "
                          f"{cfg.unet_steps}: nothing to extend")
     start = unet_dir / "start"
     UNet2DConditionModel.from_pretrained(str(previous / "unet"), torch_dtype=torch.float32).save_pretrained(

@@ -173,12 +173,17 @@ def _run_all(study: TrainingStudy, parts: dict, started: float) -> bool:
     return True
 
 
+def _train_run(cfg: TrainConfig) -> None:
+    # A spawned process starts bare: importing this module (demo) registers the world dataset.
+    train(cfg)
+
+
 def _run_parallel(study: TrainingStudy) -> bool:
     """The unfinished runs in parallel processes (spawned: CUDA cannot be forked); True when all
     three are done. Each resumes, and pauses at the time budget, like a run on its own."""
     import multiprocessing
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=train, args=(cfg,), name=name) for name, cfg in _unfinished(study)]
+    procs = [ctx.Process(target=_train_run, args=(cfg,), name=name) for name, cfg in _unfinished(study)]
     for proc in procs:
         print(f"study: run {proc.name} started in its own process", flush=True)
         proc.start()
