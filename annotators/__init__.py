@@ -8,6 +8,9 @@
   `detect_pose(image)`, `parse_pose(pose_json)` (checks it), `pose_style()` (colours, limbs and
   names as the maps draw them, for an editor); OpenPose JSON throughout. `add_palette(name,
   colours)`: another palette for segmentation_paint (ADE20K's and the demo's ship).
+- Pictures (`annotators.image`, used by every layer): `to_rgb`, `to_mask` (one rule for 16-bit,
+  float, NaN, alpha, palette and grey input) and `fit(map, width, height, mode)` in RESIZE_MODES
+  (`ResizeMode` holds AUTOMATIC1111's names), by sd-webui-controlnet's map rules.
 - Learned annotators read weights from `weights_dir()` (`models/annotators/`, or $CNSTUDIO_ANNOTATORS,
   or `set_weights_dir(path)`) or the local HF cache, never the network.
 Errors are ValueErrors that say what was wrong and what is allowed.
@@ -20,7 +23,8 @@ from .pose_detect import detect_pose
 from .segmentation_paint import add_palette, snap_to_palette
 from .registry import Param, list_annotators as list, names, run, spec  # noqa: A001
 from .weights import set_weights_dir, weights_dir
+from .image import RESIZE_MODES, ResizeMode, fit, to_mask, to_rgb
 
 __all__ = ["run", "list", "names", "spec", "render_pose", "parse_pose", "pose_style", "pose_from_map",
-           "detect_pose", "add_palette",
-           "snap_to_palette", "set_weights_dir", "weights_dir", "Param"]
+           "detect_pose", "add_palette", "snap_to_palette", "set_weights_dir", "weights_dir", "Param",
+           "to_rgb", "to_mask", "fit", "RESIZE_MODES", "ResizeMode"]

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import hf_models
-from .image import to_rgb_uint8
+from .image import to_rgb
 from .pose import render_pose
 from .registry import Param, annotator, get
 from .weights import ModelFolder, require
@@ -108,4 +108,4 @@ def detect_pose(image: Any, **params: Any) -> dict:
     entry = get("openpose")
     values = entry.resolve(params)
     paths = require("openpose", entry.weights)
-    return _detect(to_rgb_uint8(image), paths, **values)
+    return _detect(to_rgb(image), paths, **values)

@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .image import to_rgb_uint8
+from .image import to_rgb
 from .pose import COLORS, KEYPOINT_RADIUS, LIMB_HALF_WIDTH, LIMBS, _limb_color
 
 FACE = frozenset((0, 14, 15, 16, 17))  # nose, eyes, ears
@@ -249,7 +249,7 @@ def pose_from_map(control_map: Any, *, tolerance: int = 10, min_area: int = 4) -
     the centre of the circle that fits what shows of its colour (within `tolerance` per channel;
     a piece smaller than `min_area` pixels only where placed within 2 px); a person needs two
     keypoints. See the module's docstring for how keypoints are grouped into people."""
-    image = to_rgb_uint8(control_map)
+    image = to_rgb(control_map)
     height, width = image.shape[:2]
     drawn = (image > tolerance).any(axis=2)
     rows, cols = np.nonzero(drawn.any(axis=1))[0], np.nonzero(drawn.any(axis=0))[0]

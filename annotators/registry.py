@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .image import resize_map, to_rgb_uint8
+from .image import resize_map, to_rgb
 from .weights import require
 
 PARAM_TYPES = ("int", "float", "bool", "choice")
@@ -188,7 +188,7 @@ def run(name: str, image: Any, *, size: tuple[int, int] | None = None, **params:
     by default the input's size."""
     entry = get(name)
     values = entry.resolve(params)
-    rgb = to_rgb_uint8(image)
+    rgb = to_rgb(image)
     width, height = _check_size(size, rgb)
     if entry.weights:
         # Learned annotators get their weights' paths first; missing ones fail here, before any work.

@@ -171,7 +171,7 @@ def engine_runner(parts, n, windows, fast, cudnn_benchmark=True, compile=False, 
                             cfg_scale=SCALE, seed=0, sampler="unipc")
 
     def run(clock=None):
-        return render(req, m, on_step=(lambda i, t, p: clock.mark()) if clock else None)[0]
+        return render(req, m, on_step=(lambda i, t, p: clock.mark()) if clock else None).images
     run.manager = m
     return run
 

@@ -14,21 +14,24 @@ under models/, or a hub id from the local cache (engine.loading); condition_kind
 condition a control model reads, by its name; recommended_settings(source) a backbone's own
 defaults (recommended.json; the demo's CFG is 3), recommended_cfg_scale(those) the scale a request
 without one runs at (else DEFAULT_CFG_SCALE, 7.5). Pictures: fit_map(map, width, height,
-resize_mode) fits a map to a frame as generate does; fidelity_score(kind, image, map) says how
-closely a picture followed a map (None: no judge for that kind). Files: read_recipe(png),
-models_dir(), outputs_dir(). Names: SAMPLERS, MODES, RESIZE_MODES; the bounds every request is
-checked against live in engine.limits.
+resize_mode) fits a map to a frame as generate does (annotators.fit, by sd-webui-controlnet's map
+rules); fidelity_score(kind, image, map) says how closely a picture followed a map (None: no judge
+for that kind). Files: read_recipe(png), models_dir(), outputs_dir(). Names: SAMPLERS, MODES,
+RESIZE_MODES (ControlMode and ResizeMode give AUTOMATIC1111's display name of each as its value);
+the bounds every request is checked against live in engine.limits.
 """
 from . import limits, loading
 from .fidelity import score as fidelity_score
 from .generate import GenerationError, generate
-from .images import RESIZE_MODES
-from .images import resize as fit_map
+from annotators.image import RESIZE_MODES, ResizeMode
+from annotators.image import fit as fit_map
+
 from .loading import condition_kind, models_dir, outputs_dir, recommended_settings
 from .manager import ModelManager, default_manager
 from .outputs import read_recipe
 from .samplers import SAMPLERS
-from .values import DEFAULT_CFG_SCALE, MODES, ControlUnit, GenerationRequest, GenerationResult, recommended_cfg_scale
+from .values import (DEFAULT_CFG_SCALE, MODES, ControlMode, ControlUnit, GenerationRequest, GenerationResult,
+                     recommended_cfg_scale)
 
 
 def load_backbone(source: str):
@@ -51,5 +54,5 @@ __all__ = [
     "load_backbone", "load_controlnet", "installed_models", "ModelManager", "default_manager",
     "condition_kind", "recommended_settings", "recommended_cfg_scale", "DEFAULT_CFG_SCALE",
     "fit_map", "fidelity_score", "read_recipe", "models_dir", "outputs_dir",
-    "SAMPLERS", "MODES", "RESIZE_MODES", "limits",
+    "SAMPLERS", "MODES", "RESIZE_MODES", "ControlMode", "ResizeMode", "limits",
 ]

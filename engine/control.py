@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .images import resize
+from annotators.image import fit
 
 
 def in_window(step: int, total: int, start: float, end: float) -> bool:
@@ -44,13 +44,13 @@ def prepare_unit(unit, net, width: int, height: int, device, dtype) -> PreparedU
     cfg = net.config
     if cfg.get("class_embed_type") or cfg.get("addition_embed_type"):
         raise ValueError(f"ControlNet {unit.model!r} needs extra embeddings (SDXL-style); only SD 1.x/2.x ControlNets are supported")
-    image = resize(np.asarray(unit.image), width, height, unit.resize_mode)
+    image = fit(unit.image, width, height, unit.resize_mode)
     cond = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255.0)
     with torch.no_grad():
         embedding = net.controlnet_cond_embedding(cond.to(device=device, dtype=dtype))
     mask = None
     if unit.mask is not None:
-        m = resize(np.asarray(unit.mask), width, height, unit.resize_mode)
+        m = fit(unit.mask, width, height, unit.resize_mode)
         mask = torch.from_numpy(np.array(m)).float().div(255.0)[None, None].to(device=device, dtype=dtype)
     n_res = len(net.controlnet_down_blocks) + 1
     pooled = bool(cfg.get("global_pool_conditions", False))

@@ -1,10 +1,16 @@
 """The denoising loop: encode the prompt, prepare latents, step with the locked UNet plus the
-units' residuals, decode. It reads top to bottom like diffusers' pipeline and matches it
-numerically (tests/engine/test_parity.py), but composes units itself, skips units outside
-their window and embeds each control map once."""
+units' residuals. It reads top to bottom like diffusers' pipeline and matches it numerically
+(tests/engine/test_parity.py), but composes units itself, skips units outside their window and
+embeds each control map once.
+
+Its protocol is k-diffusion's: after every model evaluation it calls `callback(Step)` with the
+step, the total, the latent and the denoised estimate x0 (k-diffusion's `denoised`), and it
+returns `Denoised(latents, denoised, interrupted)`; previews and an interrupted result decode
+x0, as AUTOMATIC1111 and ComfyUI do, because the latent itself is still mostly noise."""
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -13,7 +19,8 @@ import torch.nn.functional as F
 from diffusers.utils.torch_utils import randn_tensor
 
 from .control import combined_residuals, controlnet_forward, in_window
-from .images import resize
+from annotators.image import fit
+
 from .models import Backbone
 from .prompt import encode_prompts
 from .samplers import make_scheduler
@@ -21,8 +28,29 @@ from .samplers import make_scheduler
 OnStep = Callable[[int, int, Callable[[], np.ndarray]], object]
 
 
+@dataclass(frozen=True)
+class Step:
+    """What the loop reports after each model evaluation (k-diffusion's callback dict)."""
+
+    i: int                    # evaluations done, 1..total
+    total: int                # evaluations in the run (Heun makes two per step)
+    x: torch.Tensor           # the latent after this evaluation
+    denoised: torch.Tensor    # the estimate of the clean latent x0 (inpainting: the kept area blended in)
+
+
+@dataclass(frozen=True)
+class Denoised:
+    latents: torch.Tensor     # the final latent, or the latest one when interrupted
+    denoised: torch.Tensor    # the latest x0 estimate; what an interrupted run decodes
+    interrupted: bool
+
+    @property
+    def result(self) -> torch.Tensor:
+        return self.denoised if self.interrupted else self.latents
+
+
 def _image_tensor(image: np.ndarray, width: int, height: int, device, dtype) -> torch.Tensor:
-    image = resize(np.asarray(image), width, height, "just_resize")
+    image = fit(image, width, height)
     t = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
     return t.to(device=device, dtype=dtype)
 
@@ -51,6 +79,39 @@ def _step_kwargs(scheduler, generators) -> dict:
     return kwargs
 
 
+def denoised_estimate(scheduler, model_output: torch.Tensor, t, sample: torch.Tensor) -> torch.Tensor:
+    """x0 from one model evaluation, for the scheduler's parameterisation, read before its step.
+    Multistep solvers (UniPC, DPM++) convert the output to x0 themselves and keep it in
+    `model_outputs`; the loop takes theirs after the step instead."""
+    kind = scheduler.config.prediction_type
+    if kind == "sample":
+        return model_output
+    if hasattr(scheduler, "sigmas") and getattr(scheduler, "step_index", None) is not None:
+        # Sigma schedulers (Euler, Heun, LMS): x = x0 + sigma * eps. The sigma the model saw is the
+        # step index's, in Heun's second evaluation too (its sigmas are interleaved to match).
+        sigma = scheduler.sigmas[scheduler.step_index].to(sample.device, sample.dtype)
+        if kind == "epsilon":
+            return sample - sigma * model_output
+        return model_output * (-sigma / (sigma**2 + 1) ** 0.5) + sample / (sigma**2 + 1)
+    # DDIM-like: x = sqrt(a) x0 + sqrt(1 - a) eps, a the cumulative alpha at t.
+    a = scheduler.alphas_cumprod.to(sample.device)[int(t)].to(sample.dtype)
+    if kind == "epsilon":
+        return (sample - (1 - a) ** 0.5 * model_output) / a**0.5
+    return a**0.5 * sample - (1 - a) ** 0.5 * model_output
+
+
+@torch.inference_mode()
+def decode(backbone: Backbone, latents: torch.Tensor, request, width: int, height: int) -> np.ndarray:
+    """Float pictures (B, H, W, 3) in [0, 1] of latents; for inpainting, the init image is kept
+    outside the mask, pixel for pixel."""
+    images = _decode(backbone, latents)
+    if request.inpaint_mask is not None:
+        m = fit(request.inpaint_mask, width, height)[None, :, :, None] / 255.0
+        init = fit(request.init_image, width, height)[None] / 255.0
+        images = init * (1 - m) + images * m
+    return images
+
+
 def _decode(backbone: Backbone, latents: torch.Tensor) -> np.ndarray:
     vae = backbone.vae
     z = latents / vae.config.scaling_factor
@@ -62,10 +123,11 @@ def _decode(backbone: Backbone, latents: torch.Tensor) -> np.ndarray:
 
 @torch.inference_mode()
 def denoise(backbone: Backbone, units: list, request, width: int, height: int, seeds: list[int],
-            on_step: OnStep | None = None, stop=None, predict=None) -> tuple[np.ndarray, bool]:
+            callback: Callable[[Step], object] | None = None, stop=None, predict=None) -> Denoised:
     """Run one request on a loaded backbone and prepared units (engine.control.PreparedUnit).
-    `predict` replaces predict_noise (the CUDA-graph fast path passes its own).
-    Returns float images (B, H, W, 3) in [0, 1] and whether it was interrupted."""
+    `callback(Step)` after each model evaluation; it returning False, or `stop` (a
+    threading.Event) being set, ends the loop there. `predict` replaces predict_noise (the
+    CUDA-graph fast path passes its own)."""
     device, dtype = backbone.device, backbone.dtype
     unet, vae, batch = backbone.unet, backbone.vae, len(seeds)
     cfg = request.cfg_scale > 1.0
@@ -99,39 +161,33 @@ def denoise(backbone: Backbone, units: list, request, width: int, height: int, s
         noise = randn_tensor(image_latents.shape, generator=generators, device=device, dtype=dtype)
         latents = scheduler.add_noise(image_latents, noise, timesteps[:1].repeat(batch))
         if request.inpaint_mask is not None:
-            m = resize(np.asarray(request.inpaint_mask), width, height, "just_resize")
+            m = fit(request.inpaint_mask, width, height)
             m = torch.from_numpy((m > 127).astype(np.float32))[None, None]
             latent_mask = F.interpolate(m, size=shape[-2:]).to(device=device, dtype=dtype)
 
     step_kwargs = _step_kwargs(scheduler, generators)
-    total, interrupted = len(timesteps), False
+    multistep = hasattr(scheduler, "model_outputs")
+    total = len(timesteps)
+    denoised = latents
 
     for i, t in enumerate(timesteps):
         x_in = torch.cat([latents] * 2) if cfg else latents
         x_in = scheduler.scale_model_input(x_in, t)
         active = [u for u in units if in_window(i, total, u.start, u.end)]
         noise_pred = (predict or predict_noise)(unet, active, x_in, t, text, request.cfg_scale if cfg else None)
+        denoised = None if multistep else denoised_estimate(scheduler, noise_pred, t, latents)
         latents = scheduler.step(noise_pred, t, latents, **step_kwargs, return_dict=False)[0]
+        if multistep:
+            denoised = scheduler.model_outputs[-1]
         if latent_mask is not None:
-            # Outside the mask the picture is the init image, noised to where the schedule now is.
+            # Outside the mask the picture is the init image, noised to where the schedule now is;
+            # its clean estimate there is the init image itself.
             known = image_latents
             if i < total - 1:
                 known = scheduler.add_noise(image_latents, noise, timesteps[i + 1:i + 2].repeat(batch))
             latents = (1 - latent_mask) * known + latent_mask * latents
-        halt = False
-        if on_step is not None:
-            current = latents
-            halt = on_step(i + 1, total, lambda: _decode(backbone, current)) is False
-        halt = halt or (stop is not None and stop.is_set())
-        if halt and i < total - 1:
-            interrupted = True
-            break
-
-    if hasattr(predict, "generation_done"):
-        predict.generation_done()
-    images = _decode(backbone, latents)
-    if request.inpaint_mask is not None:
-        m = resize(np.asarray(request.inpaint_mask), width, height, "just_resize")[None, :, :, None] / 255.0
-        init = resize(np.asarray(request.init_image), width, height, "just_resize")[None] / 255.0
-        images = init * (1 - m) + images * m
-    return images, interrupted
+            denoised = (1 - latent_mask) * image_latents + latent_mask * denoised
+        halt = callback is not None and callback(Step(i + 1, total, latents, denoised)) is False
+        if (halt or (stop is not None and stop.is_set())) and i < total - 1:
+            return Denoised(latents, denoised, interrupted=True)
+    return Denoised(latents, denoised, interrupted=False)

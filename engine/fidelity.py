@@ -10,11 +10,11 @@ EDGE_TOLERANCE pixels (the usual boundary F1 of edge-detection benchmarks).
 
 Other kinds register their judges here (`register`): the demo model's package registers its
 world's seg, openpose and depth judges when it is imported (demo/__init__.py).
-Maps are fitted to the picture's size first: nearest-neighbour for seg (class colours must not
-blend), annotators' linear resize otherwise (area, binary aware, when shrinking 2x or more, so
-thin lines survive). A judge registered with native_map=True gets the map at its own size
-(a pose map's keypoints are read at its own size and scaled: a 512 px editor map shrunk to a
-128 px picture, even by nearest-neighbour, loses its keypoint circles).
+Maps are fitted to the picture's size first by the pictures module's rules (annotators.image.fit,
+as the engine fitted them for the ControlNet), seg maps always by nearest neighbour (class colours
+must not blend, however many there are). A judge registered with native_map=True gets the map at
+its own size (a pose map's keypoints are read at its own size and scaled: a 512 px editor map
+shrunk to a 128 px picture, even by nearest-neighbour, loses its keypoint circles).
 """
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from typing import Callable
 
 import cv2
 import numpy as np
+
+from annotators.image import fit, to_rgb
 
 EDGE_KINDS = ("scribble", "canny", "lineart", "lineart_anime", "softedge", "hed", "pidinet", "mlsd")
 EDGE_TOLERANCE = 2.0
@@ -49,15 +51,10 @@ def kinds() -> list[str]:
 
 
 def _rgb(image, name: str) -> np.ndarray:
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, 2)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.shape[0] < 8 or arr.shape[1] < 8:
-        raise ValueError(f"{name} must be an HxWx3 picture of at least 8x8 pixels, got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        a = arr.astype(np.float32)
-        arr = (a * 255 if a.max() <= 1.0 else a).clip(0, 255).astype(np.uint8)
-    return np.ascontiguousarray(arr[..., :3])
+    arr = to_rgb(image, name)
+    if arr.shape[0] < 8 or arr.shape[1] < 8:
+        raise ValueError(f"{name} must be a picture of at least 8x8 pixels, got {arr.shape[1]}x{arr.shape[0]}")
+    return arr
 
 
 def picture_edges(image: np.ndarray) -> np.ndarray:
@@ -105,8 +102,7 @@ def score(kind: str, image, control_map) -> float | None:
         return None
     img, cmap = _rgb(image, "image"), _rgb(control_map, "control_map")
     if cmap.shape[:2] != img.shape[:2] and kind not in _NATIVE:
-        from annotators.image import resize_map
-        cmap = resize_map(cmap, img.shape[1], img.shape[0], "nearest" if kind in LABEL_KINDS else "linear")
+        cmap = fit(cmap, img.shape[1], img.shape[0], labels=kind in LABEL_KINDS)
     return judge(img, cmap)
 
 

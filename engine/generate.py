@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 import random
+import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -10,7 +12,8 @@ from PIL import Image
 
 from . import limits
 from .control import prepare_unit
-from .denoise import OnStep, denoise
+from .denoise import OnStep, Step, decode, denoise
+from .models import Backbone
 from .manager import ModelManager, default_manager
 from .outputs import infotext, save_png
 from .prompt import ignored_words
@@ -29,10 +32,33 @@ class GenerationError(RuntimeError):
     everything loaded stay as they were, so the next run works."""
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """What `render` made: float images (B, H, W, 3) in [0, 1], one seed each, the request as run
+    (seed and scale resolved), whether it was interrupted, and the backbone and size it ran at."""
+
+    images: np.ndarray
+    seeds: list
+    request: GenerationRequest
+    interrupted: bool
+    backbone: Backbone
+    width: int
+    height: int
+
+
+def _reporter(on_step: OnStep | None, backbone: Backbone, request: GenerationRequest, width: int, height: int):
+    """The loop's callback as on_step(step, total, preview) sees it: preview() decodes x0."""
+    if on_step is None:
+        return None
+
+    def callback(step: Step):
+        return on_step(step.i, step.total, lambda: decode(backbone, step.denoised, request, width, height))
+    return callback
+
+
 def render(request: GenerationRequest, manager: ModelManager | None = None, on_step: OnStep | None = None,
-           stop=None) -> tuple:
-    """The work of `generate` without the files: (float images (B, H, W, 3) in [0, 1], seeds,
-    the request with its seed resolved, interrupted, backbone, width, height)."""
+           stop=None) -> Rendered:
+    """The work of `generate` without the files."""
     if not isinstance(request, GenerationRequest):
         raise ValueError("generate() takes a GenerationRequest")
     manager = manager or default_manager()
@@ -53,8 +79,11 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
         seeds = resolve_seeds(request)
         cfg = backbone.cfg_scale if request.cfg_scale is None else request.cfg_scale
         resolved = request.replace(seed=seeds[0], cfg_scale=cfg)
-        arrays, interrupted = denoise(backbone, units, resolved, width, height, seeds, on_step, stop,
-                                      predict=manager.predictor)
+        done = denoise(backbone, units, resolved, width, height, seeds,
+                       _reporter(on_step, backbone, resolved, width, height), stop, predict=manager.predictor)
+        if hasattr(manager.predictor, "generation_done"):
+            manager.predictor.generation_done()
+        arrays = decode(backbone, done.result, resolved, width, height)
     except torch.OutOfMemoryError:
         # raised after this block: the error's traceback holds the loop's tensors, so memory
         # can be freed only once it is gone (and the GenerationError must not keep it as context)
@@ -70,31 +99,35 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
             f"The {backbone.device.type.upper()} ran out of memory making {request.batch_size} image(s) of "
             f"{width}x{height} with {len(nets)} control unit(s). Try a smaller size or batch, fewer units, "
             "or start the studio with --offload to keep idle ControlNets off the GPU.")
-    return arrays, seeds, resolved, interrupted, backbone, width, height
+    return Rendered(arrays, seeds, resolved, done.interrupted, backbone, width, height)
 
 
 def generate(request: GenerationRequest, on_step: OnStep | None = None, stop=None, save: bool = True,
              manager: ModelManager | None = None) -> GenerationResult:
     """Make the request's images.
 
-    on_step(step, total, preview) is called after every step; `preview()` decodes the current
-    latents on demand. Returning False from it, or setting the `stop` event, ends the loop after
-    the current step; the images so far are decoded and returned with interrupted=True.
-    With `save`, each image goes to outputs/<date>/ with its recipe (paths in the result); a
-    failure to write is reported in `warnings` and the images are still returned.
+    on_step(step, total, preview) is called after every model evaluation; `preview()` decodes the
+    denoised estimate x0 on demand. Returning False from it, or setting the `stop` event, ends the
+    loop after the current evaluation; the estimate so far is decoded and returned with
+    interrupted=True. With `save`, each image goes to outputs/<date>/ with its recipe (paths in the
+    result; every map is PNG-encoded once per generation, the time spent writing is `save_seconds`);
+    a failure to write is reported in `warnings` and the images are still returned.
     Raises ValueError for a request that cannot run as asked, GenerationError for a run that
     failed (out of memory), each with a message that says what to do.
     """
-    arrays, seeds, resolved, interrupted, backbone, width, height = render(request, manager, on_step, stop)
-    images = [Image.fromarray((a * 255).round().astype(np.uint8)) for a in arrays]
+    r = render(request, manager, on_step, stop)
+    images = [Image.fromarray((a * 255).round().astype(np.uint8)) for a in r.images]
     paths, warnings = [], []
+    started = time.perf_counter()
+    recipe = r.request.to_json()          # encodes the maps; every image's recipe reuses it
     if save:
         try:
-            for image, seed in zip(images, seeds):
-                paths.append(save_png(image, resolved.to_json(seed=seed),
-                                      infotext(resolved, seed, width, height), seed=seed))
+            for image, seed in zip(images, r.seeds):
+                paths.append(save_png(image, r.request.to_json(seed=seed),
+                                      infotext(r.request, seed, r.width, r.height), seed=seed))
         except OSError as e:
             log.error("images not saved: %s", e)
             warnings.append(f"The images were made but not saved: {e}")
-    return GenerationResult(images, seeds, resolved.to_json(), interrupted, paths,
-                            tuple(ignored_words(backbone.tokenizer, request.prompt)), tuple(warnings))
+    return GenerationResult(images, r.seeds, recipe, r.interrupted, paths,
+                            tuple(ignored_words(r.backbone.tokenizer, request.prompt)), tuple(warnings),
+                            save_seconds=time.perf_counter() - started if save else 0.0)

@@ -12,11 +12,7 @@ from PIL import Image, PngImagePlugin
 from .limits import MAX_RECIPE_BYTES
 from .loading.paths import outputs_dir
 from .samplers import display_name
-from .values import RECIPE_FORMAT, GenerationRequest
-
-_RESIZE_NAMES = {"just_resize": "Just Resize", "crop": "Crop and Resize", "fill": "Resize and Fill"}
-_MODE_NAMES = {"balanced": "Balanced", "prompt": "My prompt is more important",
-               "control": "ControlNet is more important"}
+from .values import RECIPE_FORMAT, ControlMode, GenerationRequest, ResizeMode
 
 
 def infotext(request: GenerationRequest, seed: int, width: int, height: int) -> str:
@@ -31,8 +27,8 @@ def infotext(request: GenerationRequest, seed: int, width: int, height: int) -> 
         pairs.append(f"Denoising strength: {request.strength:g}")
     for n, u in enumerate(request.active_units):
         unit = (f"Module: {u.annotator or 'none'}, Model: {u.model}, Weight: {u.weight:g}, "
-                f"Resize Mode: {_RESIZE_NAMES[u.resize_mode]}, Guidance Start: {u.start:g}, "
-                f"Guidance End: {u.end:g}, Control Mode: {_MODE_NAMES[u.mode]}")
+                f"Resize Mode: {ResizeMode[u.resize_mode].value}, Guidance Start: {u.start:g}, "
+                f"Guidance End: {u.end:g}, Control Mode: {ControlMode[u.mode].value}")
         pairs.append(f'ControlNet {n}: "{unit}"')
     lines.append(", ".join(pairs))
     return "\n".join(lines)

@@ -8,16 +8,28 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field, fields, replace
+from enum import Enum
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from . import limits
-from .images import RESIZE_MODES, from_b64, to_b64, to_mask, to_rgb
+from annotators.image import RESIZE_MODES, ResizeMode, to_mask, to_rgb
+
+from . import images, limits
+from .images import from_b64
 from .samplers import SAMPLERS
 
-MODES = ("balanced", "prompt", "control")
+
+class ControlMode(Enum):
+    """How a unit's control is balanced against the prompt; each value is AUTOMATIC1111's name."""
+
+    balanced = "Balanced"
+    prompt = "My prompt is more important"
+    control = "ControlNet is more important"
+
+
+MODES: tuple[str, ...] = tuple(m.name for m in ControlMode)
 RECIPE_FORMAT = "controlnet-studio"
 RECIPE_VERSION = 1
 
@@ -33,6 +45,22 @@ def checked_number(name: str, value: Any, lo: float, hi: float, integer: bool = 
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be between {lo} and {hi}, not {value}")
     return int(value) if integer else float(value)
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False   # to_rgb/to_mask made a new array: the caller's later edits cannot reach it
+    return a
+
+
+def _encoded(value, name: str, image) -> str | None:
+    """The base64 PNG of one of a frozen value's pictures, encoded on first use and kept: a
+    generation writes the same maps into every image's recipe, and they never change."""
+    if image is None:
+        return None
+    cache = value.__dict__.setdefault("_png", {})
+    if cache.get(name, (None,))[0] is not image:
+        cache[name] = (image, images.to_b64(image))
+    return cache[name][1]
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -64,7 +92,7 @@ class ControlUnit:
             raise ValueError("a control unit needs a control model (e.g. 'demo:scribble' or a ControlNet file name)")
         if self.image is None:
             raise ValueError(f"the control unit for {self.model!r} has no control map: give it an image or disable it")
-        set_("image", to_rgb(self.image, f"control map of unit {self.model!r}"))
+        set_("image", _frozen(to_rgb(self.image, f"control map of unit {self.model!r}", limits.MAX_IMAGE_SIDE)))
         set_("weight", checked_number("weight", self.weight, 0.0, limits.MAX_WEIGHT))
         set_("start", checked_number("start", self.start, 0.0, 1.0))
         set_("end", checked_number("end", self.end, 0.0, 1.0))
@@ -73,7 +101,7 @@ class ControlUnit:
         _choice("mode", self.mode, MODES)
         _choice("resize_mode", self.resize_mode, RESIZE_MODES)
         if self.mask is not None:
-            set_("mask", to_mask(self.mask, f"mask of unit {self.model!r}"))
+            set_("mask", _frozen(to_mask(self.mask, f"mask of unit {self.model!r}", limits.MAX_IMAGE_SIDE)))
         set_("enabled", bool(self.enabled))
         if self.annotator is not None and not isinstance(self.annotator, str):
             raise ValueError("annotator must be an annotator's name or None")
@@ -87,8 +115,8 @@ class ControlUnit:
 
     def to_dict(self) -> dict:
         return {
-            "model": self.model, "image": to_b64(self.image), "weight": self.weight, "start": self.start,
-            "end": self.end, "mode": self.mode, "mask": None if self.mask is None else to_b64(self.mask),
+            "model": self.model, "image": _encoded(self, "image", self.image), "weight": self.weight,
+            "start": self.start, "end": self.end, "mode": self.mode, "mask": _encoded(self, "mask", self.mask),
             "resize_mode": self.resize_mode, "enabled": self.enabled, "annotator": self.annotator,
             "annotator_params": self.annotator_params,
         }
@@ -168,25 +196,28 @@ class GenerationRequest:
         _choice("sampler", self.sampler, SAMPLERS)
         set_("batch_size", checked_number("batch_size", self.batch_size, 1, limits.MAX_BATCH_SIZE, integer=True))
         if self.init_image is not None:
-            set_("init_image", to_rgb(self.init_image, "init_image"))
+            set_("init_image", _frozen(to_rgb(self.init_image, "init_image", limits.MAX_IMAGE_SIDE)))
         set_("strength", checked_number("strength", self.strength, 0.0, 1.0))
         if self.inpaint_mask is not None:
             if self.init_image is None:
                 raise ValueError("inpaint_mask needs an init_image to paint into")
-            set_("inpaint_mask", to_mask(self.inpaint_mask, "inpaint_mask"))
+            set_("inpaint_mask", _frozen(to_mask(self.inpaint_mask, "inpaint_mask", limits.MAX_IMAGE_SIDE)))
 
     @property
     def active_units(self) -> tuple:
         return tuple(u for u in self.units if u.enabled)
 
     def replace(self, **changes) -> "GenerationRequest":
-        return replace(self, **changes)
+        new = replace(self, **changes)
+        # The pictures are the same frozen arrays, so their encodings carry over (checked by identity).
+        new.__dict__["_png"] = dict(self.__dict__.get("_png", {}))
+        return new
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["units"] = [u.to_dict() for u in self.units]
         for k in ("init_image", "inpaint_mask"):
-            d[k] = None if d[k] is None else to_b64(d[k])
+            d[k] = _encoded(self, k, d[k])
         return d
 
     @classmethod
@@ -202,10 +233,15 @@ class GenerationRequest:
         return cls(**d)
 
     def to_json(self, seed: int | None = None) -> str:
-        """The recipe: this request plus, where known, the seed of one particular image."""
-        recipe = {"format": RECIPE_FORMAT, "version": RECIPE_VERSION, "request": self.to_dict(),
-                  "seed": self.seed if seed is None else seed}
-        return json.dumps(recipe, sort_keys=True)
+        """The recipe: this request plus, where known, the seed of one particular image. The
+        request's JSON is built once per value; each image's recipe only sets its seed in it."""
+        text = self.__dict__.get("_request_json")
+        if text is None:
+            text = self.__dict__["_request_json"] = json.dumps(self.to_dict(), sort_keys=True)
+        seed = self.seed if seed is None else int(seed)
+        # json.dumps(recipe, sort_keys=True) spelled out, so the request's text is not dumped again
+        return (f'{{"format": {json.dumps(RECIPE_FORMAT)}, "request": {text}, "seed": {seed}, '
+                f'"version": {RECIPE_VERSION}}}')
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "GenerationRequest":
@@ -251,3 +287,4 @@ class GenerationResult:
     paths: list = field(default_factory=list)
     ignored_words: tuple = ()   # prompt words the backbone's vocabulary does not hold
     warnings: tuple = ()        # what went wrong without stopping the run (e.g. not saved)
+    save_seconds: float = 0.0   # of the run's time, what writing the PNG files took

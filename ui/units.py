@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
-from engine import MODES, RESIZE_MODES, ControlUnit, limits
+from engine import MODES, RESIZE_MODES, ControlMode, ControlUnit, ResizeMode, limits
 
 from . import catalog
 from .errors import shown
@@ -17,12 +17,9 @@ from .sketch_tab import annotated
 SHOWN_AT_START = 3
 SOURCES = ["sketch", "pose", "upload", "last output", "map as is"]
 AS_IS = "map as is"
-# AUTOMATIC1111's words for the engine's modes; a mode the engine adds later shows by its own name.
-_MODE_NAMES = {"balanced": "Balanced", "prompt": "My prompt is more important",
-               "control": "ControlNet is more important"}
-_RESIZE_NAMES = {"crop": "Crop and resize", "just_resize": "Just resize", "fill": "Resize and fill"}
-MODE_LABELS = [(_MODE_NAMES.get(m, m), m) for m in MODES]
-RESIZE_LABELS = [(_RESIZE_NAMES.get(m, m), m) for m in sorted(RESIZE_MODES, key=lambda m: m != "crop")]
+# AUTOMATIC1111's words for the engine's modes (the enums' values), the default first.
+MODE_LABELS = [(ControlMode[m].value, m) for m in MODES]
+RESIZE_LABELS = [(ResizeMode[m].value, m) for m in sorted(RESIZE_MODES, key=lambda m: m != "crop")]
 
 
 class Unit:

@@ -69,7 +69,7 @@ def generate_batch(parts: dict, controlnet, items: list[EvalItem], steps: int = 
                 req = GenerationRequest(backbone=BACKBONE_NAME, prompt=it.caption if prompt is None else prompt,
                                         units=units, width=size, height=size, steps=steps, cfg_scale=cfg_scale,
                                         seed=it.seed, sampler="unipc")
-                arrays = render(req, manager)[0]
+                arrays = render(req, manager).images
                 out.append((arrays[0] * 255).round().astype(np.uint8))
     finally:
         if was_training:

@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from annotators.image import detect_size, resize_for_detection, to_rgb_uint8
+from annotators.image import detect_size, resize_for_detection, to_rgb
 
 
 def test_gray_becomes_three_equal_channels():
     gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
-    out = to_rgb_uint8(gray)
+    out = to_rgb(gray)
     assert out.shape == (3, 4, 3) and out.dtype == np.uint8
     assert (out == gray[:, :, None]).all()
 
@@ -17,19 +17,19 @@ def test_rgba_is_composited_on_white():
     rgba[0, 0] = (255, 0, 0, 255)   # opaque red stays red
     rgba[0, 1] = (0, 0, 0, 0)       # transparent becomes white
     rgba[1, 0] = (0, 0, 0, 128)     # half black is mid gray
-    out = to_rgb_uint8(rgba)
+    out = to_rgb(rgba)
     assert tuple(out[0, 0]) == (255, 0, 0)
     assert tuple(out[0, 1]) == (255, 255, 255)
     assert 124 <= out[1, 0, 0] <= 128
-    assert (to_rgb_uint8(Image.fromarray(rgba, "RGBA")) == out).all()
+    assert (to_rgb(Image.fromarray(rgba, "RGBA")) == out).all()
 
 
 def test_sixteen_bit_is_scaled_not_clipped():
     arr = np.array([[0, 257 * 100, 65535]], np.uint16)
-    assert list(to_rgb_uint8(arr)[0, :, 0]) == [0, 100, 255]
+    assert list(to_rgb(arr)[0, :, 0]) == [0, 100, 255]
     pil = Image.fromarray(arr)
     assert pil.mode.startswith("I;16")
-    assert list(to_rgb_uint8(pil)[0, :, 1]) == [0, 100, 255]
+    assert list(to_rgb(pil)[0, :, 1]) == [0, 100, 255]
 
 
 def test_palette_with_transparency_is_converted():
@@ -38,21 +38,21 @@ def test_palette_with_transparency_is_converted():
     pal.putpixel((0, 0), 0)
     pal.putpixel((1, 0), 1)
     pal.putpixel((2, 0), 1)
-    assert [tuple(p) for p in to_rgb_uint8(pal)[0]] == [(0, 0, 255), (10, 200, 10), (10, 200, 10)]
+    assert [tuple(p) for p in to_rgb(pal)[0]] == [(0, 0, 255), (10, 200, 10), (10, 200, 10)]
     pal.info["transparency"] = 1
-    assert [tuple(p) for p in to_rgb_uint8(pal)[0]] == [(0, 0, 255), (255, 255, 255), (255, 255, 255)]
+    assert [tuple(p) for p in to_rgb(pal)[0]] == [(0, 0, 255), (255, 255, 255), (255, 255, 255)]
 
 
 def test_float_and_bool_inputs():
-    assert to_rgb_uint8(np.array([[0.0, 1.0]]))[0, 1, 0] == 255
-    assert to_rgb_uint8(np.array([[False, True]]))[0, 1, 2] == 255
+    assert to_rgb(np.array([[0.0, 1.0]]))[0, 1, 0] == 255
+    assert to_rgb(np.array([[False, True]]))[0, 1, 2] == 255
 
 
 def test_bad_inputs_are_refused():
-    with pytest.raises(ValueError, match="numpy array or a PIL image"):
-        to_rgb_uint8([[1, 2]])
+    with pytest.raises(ValueError, match="a PIL image or a numpy array"):
+        to_rgb([[1, 2]])
     with pytest.raises(ValueError, match="empty"):
-        to_rgb_uint8(np.zeros((5, 0), np.uint8))
+        to_rgb(np.zeros((5, 0), np.uint8))
 
 
 def test_detection_size_follows_controlnet_aux():

@@ -5,7 +5,7 @@ import pytest
 
 import annotators
 from annotators.image import is_binary, scale_map
-from engine.images import resize
+from annotators.image import fit as resize
 
 
 def _square_outline(size: int, width: int = 1) -> np.ndarray:

@@ -8,7 +8,7 @@ import torch
 from engine import ControlUnit, GenerationRequest
 from engine.control import in_window, residual_scales
 from engine.generate import render
-from engine.images import resize
+from annotators.image import fit as resize
 
 
 @contextlib.contextmanager
@@ -46,9 +46,9 @@ def test_unit_outside_its_window_is_not_called(tiny_manager, tiny_nets, control_
 
 
 def test_zero_weight_unit_costs_nothing_and_changes_nothing(tiny_manager, tiny_nets, control_maps):
-    plain = render(_req([]), tiny_manager)[0]
+    plain = render(_req([]), tiny_manager).images
     with counting(tiny_nets[0].conv_in) as calls:
-        zero = render(_req([ControlUnit("cn0", control_maps[0], weight=0.0)]), tiny_manager)[0]
+        zero = render(_req([ControlUnit("cn0", control_maps[0], weight=0.0)]), tiny_manager).images
     assert calls == [] and np.array_equal(plain, zero)
 
 
@@ -66,7 +66,7 @@ def test_modes_differ_and_control_mode_runs_on_the_conditional_half_only(tiny_ma
         seen = []
         handle = tiny_nets[2].conv_in.register_forward_hook(lambda m, args, y: seen.append(args[0].shape[0]))
         try:
-            out[mode] = render(_req([ControlUnit("cn2", control_maps[2], mode=mode)], steps=2), tiny_manager)[0]
+            out[mode] = render(_req([ControlUnit("cn2", control_maps[2], mode=mode)], steps=2), tiny_manager).images
         finally:
             handle.remove()
         batches[mode] = set(seen)
@@ -94,5 +94,5 @@ def test_map_of_another_size_is_fitted_by_resize_mode(tiny_manager):
     assert resize(wide, 64, 64, "crop").shape == (64, 64, 3)
     assert resize(wide, 64, 64, "fill")[:16].max() == 0          # padded with black above and below
     assert resize(wide, 64, 64, "just_resize")[:, 30:34].mean() > 200
-    outs = [render(_req([ControlUnit("cn0", wide, resize_mode=m)]), tiny_manager)[0] for m in ("crop", "fill")]
+    outs = [render(_req([ControlUnit("cn0", wide, resize_mode=m)]), tiny_manager).images for m in ("crop", "fill")]
     assert outs[0].shape == (1, 64, 64, 3) and np.abs(outs[0] - outs[1]).max() > 1e-3

@@ -42,14 +42,14 @@ def test_fast_path_matches_eager_and_does_not_recapture(control_maps):
     eager, fast = _managers()
     for mode in ("balanced", "control"):
         req = _req(control_maps, mode=mode)
-        a, b = render(req, eager)[0], render(req, fast)[0]
+        a, b = render(req, eager)[0], render(req, fast).images
         diff = np.abs(a - b) * 255
         print(f"mode {mode}: mean {diff.mean():.4f} px, max {diff.max():.3f} px")
         assert diff.mean() <= 1.0
     captured = fast.predictor.captures
     for change in (dict(seed=9), dict(weight=0.4), dict(prompt="a blue heart"), dict(end=0.75)):
         req = _req(control_maps, mode="control", **change)
-        a, b = render(req, eager)[0], render(req, fast)[0]
+        a, b = render(req, eager)[0], render(req, fast).images
         assert np.abs(a - b).mean() * 255 <= 1.0
     assert fast.predictor.captures == captured, "a new seed, weight, prompt or window captured new graphs"
 
@@ -57,10 +57,10 @@ def test_fast_path_matches_eager_and_does_not_recapture(control_maps):
 def test_compiled_fast_path_serves_at_once_then_matches_eager(control_maps):
     eager, fast = _managers(compile=True)
     req = _req(control_maps)
-    first = render(req, fast)[0]                      # served by the plain graphs while compiling
+    first = render(req, fast).images                      # served by the plain graphs while compiling
     assert not any(g.compiled for g in fast.predictor._graphs.values())
     fast.predictor.wait_compiled()
-    a, b = render(req, eager)[0], render(req, fast)[0]
+    a, b = render(req, eager)[0], render(req, fast).images
     assert all(g.compiled for g in fast.predictor._graphs.values())
     diff = np.abs(a - b) * 255
     print(f"compiled: mean {diff.mean():.4f} px, max {diff.max():.3f} px")
@@ -74,11 +74,11 @@ def test_a_shape_whose_graph_would_not_fit_is_served_eagerly(control_maps, monke
     monkeypatch.setattr(fast_module, "CAPTURE_SLACK", 10**15)   # no GPU has a petabyte free
     eager, fast = _managers()
     req = _req(control_maps)
-    a, b = render(req, eager)[0], render(req, fast)[0]
+    a, b = render(req, eager)[0], render(req, fast).images
     assert fast.predictor.captures == 0 and fast.predictor.eager_shapes >= 1
     assert np.abs(a - b).mean() * 255 <= 1.0
     monkeypatch.setattr(fast_module, "CAPTURE_SLACK", 0)
     fast.free_cache()
-    c = render(req, fast)[0]
+    c = render(req, fast).images
     assert fast.predictor.captures >= 1, "with room again, the shape is captured"
     assert np.abs(a - c).mean() * 255 <= 1.0

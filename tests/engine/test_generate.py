@@ -55,8 +55,8 @@ def test_long_prompts_are_encoded_in_windows_not_cut(tiny_manager, tiny_parts):
     long, neg = encode_prompts(tok, enc, long_text, "", "cpu", torch.float32)
     assert short.shape[1] == 77 and long.shape[1] % 77 == 0 and long.shape[1] >= 3 * 77
     assert neg.shape == long.shape                     # the negative prompt is padded to match
-    a = render(_req(prompt=long_text), tiny_manager)[0]
-    b = render(_req(prompt=long_text + " blue"), tiny_manager)[0]
+    a = render(_req(prompt=long_text), tiny_manager).images
+    b = render(_req(prompt=long_text + " blue"), tiny_manager).images
     assert np.abs(a - b).max() > 1e-4                  # words past the first window still count
 
 

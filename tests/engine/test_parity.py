@@ -32,7 +32,7 @@ def _ours(manager, units=(), sampler="unipc", batch_size=1, **kw):
     req = GenerationRequest(backbone="tiny", prompt=PROMPT, negative_prompt=NEG, units=tuple(units), width=64,
                             height=64, steps=STEPS, cfg_scale=CFG, seed=SEED, sampler=sampler,
                             batch_size=batch_size, **kw)
-    return render(req, manager)[0]
+    return render(req, manager).images
 
 
 def _gens(n=1):
