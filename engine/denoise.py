@@ -83,7 +83,13 @@ def denoised_estimate(scheduler, model_output: torch.Tensor, t, sample: torch.Te
     """x0 from one model evaluation, for the scheduler's parameterisation, read before its step.
     Multistep solvers (UniPC, DPM++) convert the output to x0 themselves and keep it in
     `model_outputs`; the loop takes theirs after the step instead."""
-    kind = scheduler.config.prediction_type
+    x0 = _x0(scheduler, scheduler.config.prediction_type, model_output, t, sample)
+    if scheduler.config.get("clip_sample", False):   # the scheduler clips its own x0 so (DDIM's default)
+        x0 = x0.clamp(-scheduler.config.clip_sample_range, scheduler.config.clip_sample_range)
+    return x0
+
+
+def _x0(scheduler, kind: str, model_output, t, sample):
     if kind == "sample":
         return model_output
     if hasattr(scheduler, "sigmas") and getattr(scheduler, "step_index", None) is not None:
