@@ -6,7 +6,8 @@
 These are plain functions; `register_endpoints()` publishes them under those names through
 Gradio's own API (so `gradio_client` calls them), and the GUI's handlers call the same
 `run`, `annotate` and `interrupt`. One generation runs at a time; `interrupt()` ends the
-running one after its current step, and it returns the picture so far (as AUTOMATIC1111 does).
+running one after its current model evaluation, and it returns the picture so far: the decoded
+denoised estimate, as AUTOMATIC1111 does (its sampler keeps k-diffusion's `denoised`).
 """
 from __future__ import annotations
 
@@ -30,11 +31,12 @@ _lock = threading.Lock()
 _current: threading.Event | None = None
 
 
-def run(request: GenerationRequest, on_step=None) -> GenerationResult:
+def run(request: GenerationRequest, on_step=None, stop: threading.Event | None = None) -> GenerationResult:
     """Generate, saving each image with its recipe; the one path every generation takes.
-    `on_step(step, total, preview)` as in engine.generate."""
+    `on_step(step, total, preview)` as in engine.generate; `stop`, when given, is the caller's
+    (the page sets it when its tab closes or its request is cancelled), and interrupt() sets it too."""
     global _current
-    stop = threading.Event()
+    stop = stop or threading.Event()
     with _lock:
         _current = stop
         try:

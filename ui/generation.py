@@ -20,8 +20,11 @@ PREVIEW_EVERY_S = 1.0   # decoding a preview costs a VAE pass; a few per run is 
 
 def stream(request: GenerationRequest, preview_every: float = PREVIEW_EVERY_S) -> Iterator[tuple]:
     """("step", step, total, preview or None) for each step, then ("done", GenerationResult).
-    The worker's exception, if any, is raised here."""
+    The worker's exception, if any, is raised here. Closing this generator before the end (Gradio
+    does when the tab closes or the request is cancelled) stops the generation within one model
+    evaluation, so the queue's next job starts at once instead of after a run nobody will see."""
     events: queue.Queue = queue.Queue()
+    stop = threading.Event()
     last = [time.monotonic()]
 
     def on_step(step: int, total: int, preview) -> bool:
@@ -30,22 +33,25 @@ def stream(request: GenerationRequest, preview_every: float = PREVIEW_EVERY_S) -
             image = (np.clip(preview()[0], 0, 1) * 255).round().astype(np.uint8)
             last[0] = time.monotonic()
         events.put(("step", step, total, image))
-        return True
+        return not stop.is_set()
 
     def work() -> None:
         try:
-            events.put(("done", api.run(request, on_step)))
+            events.put(("done", api.run(request, on_step, stop)))
         except BaseException as e:  # noqa: BLE001  (handed to the page's thread, which shows it)
             events.put(("error", e))
 
     threading.Thread(target=work, name="generation", daemon=True).start()
-    while True:
-        item = events.get()
-        if item[0] == "error":
-            raise item[1]
-        yield item
-        if item[0] == "done":
-            return
+    try:
+        while True:
+            item = events.get()
+            if item[0] == "error":
+                raise item[1]
+            yield item
+            if item[0] == "done":
+                return
+    finally:
+        stop.set()
 
 
 def progress_html(step: int, total: int, note: str = "") -> str:
@@ -80,6 +86,8 @@ def summary(result: GenerationResult, seconds: float) -> str:
     seeds = ", ".join(str(s) for s in result.seeds)
     text = (f"{'Interrupted: the picture so far' if result.interrupted else 'Done'}: {n} image{'s' * (n != 1)} "
             f"in {seconds:.1f} s · seed {seeds}")
+    if result.save_seconds:
+        text += f" · writing the PNGs {result.save_seconds:.2f} s"
     if result.ignored_words:
         text += " · not known to this model (ignored): " + ", ".join(result.ignored_words)
     for warning in result.warnings:

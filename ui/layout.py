@@ -3,6 +3,7 @@ units), the result on the right (settings, Generate, progress, gallery, recipe).
 places the parts and connects them; each part's own events live with it."""
 from __future__ import annotations
 
+import contextlib
 import time
 
 import gradio as gr
@@ -101,15 +102,17 @@ def _wire_generation(panel: GeneratePanel, stack: UnitStack) -> None:
                panel.preview: gr.update(visible=True, value=None), **{f: "" for f in fidelity}}
         result = None
         try:
-            for item in generation.stream(request):
-                if item[0] == "done":
-                    result = item[1]
-                    continue
-                _, step, total, image = item
-                update = {panel.status: generation.progress_html(step, total)}
-                if image is not None:
-                    update[panel.preview] = image
-                yield update
+            # closing() so that a closed page (Gradio closes this handler) closes the stream, which stops the run
+            with contextlib.closing(generation.stream(request)) as items:
+                for item in items:
+                    if item[0] == "done":
+                        result = item[1]
+                        continue
+                    _, step, total, image = item
+                    update = {panel.status: generation.progress_html(step, total)}
+                    if image is not None:
+                        update[panel.preview] = image
+                    yield update
         except Exception:
             yield {panel.status: '<span class="gen-failed">Failed: see the message</span>',
                    panel.preview: gr.update(visible=False)}

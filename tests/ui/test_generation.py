@@ -43,3 +43,22 @@ def test_the_meter_judges_a_large_pose_map_against_a_small_picture():
     score = lambda text: float(text.split("**")[1])  # noqa: E731
     assert score(generation.fidelity_text(unit, picture)) > 0.8
     assert score(generation.fidelity_text(unit, picture)) > score(generation.fidelity_text(unit, other)) + 0.3
+
+
+def test_closing_the_stream_stops_the_generation_within_one_evaluation(tiny_default):
+    """What Gradio does when the tab closes or the request is cancelled: the worker ends at once
+    and gives the lock back, so the next job does not wait for a run nobody will see."""
+    import time
+
+    from ui import api
+    items = generation.stream(GenerationRequest(backbone="tiny", width=128, height=128, steps=150, seed=2), preview_every=1e9)
+    assert next(items)[:2] == ("step", 1)
+    closed = time.monotonic()
+    items.close()
+    assert api._lock.acquire(timeout=10), "the closed generation still holds the queue"
+    waited = time.monotonic() - closed
+    api._lock.release()
+    print(f"lock back {waited:.3f} s after close")
+    assert waited < 2
+    nxt = list(generation.stream(GenerationRequest(backbone="tiny", steps=2, seed=3), preview_every=1e9))
+    assert nxt[-1][0] == "done" and not nxt[-1][1].interrupted
