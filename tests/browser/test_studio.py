@@ -211,3 +211,44 @@ def test_a_mask_painted_on_a_units_map_becomes_its_mask(page):
     assert mask.shape == (512, 512) and set(np.unique(mask)) == {0, 255}
     rows = np.nonzero(mask.max(axis=1))[0]
     assert 0.01 < (mask > 0).mean() < 0.3 and abs(rows.mean() - 256) < 40   # a band across the middle
+
+
+def test_closing_a_tab_mid_generation_lets_the_next_tab_start_at_once(browser, studio):
+    """A run nobody will see stops with its page: the second tab's queued generation starts
+    within seconds of the first tab closing, not after the first run's 150 steps."""
+    import time
+
+    def open_page():
+        context = browser.new_context(viewport={"width": 1600, "height": 1100})
+        context.route(lambda url: not url.startswith(studio["url"]), lambda route: route.abort())
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(studio["url"] + "/")
+        page.wait_for_selector("#sketch canvas", timeout=120_000)
+        set_number(page, "#steps", 150)
+        return context, page
+
+    (first_context, first), (second_context, second) = open_page(), open_page()
+    try:
+        first.locator("#generate").click()
+        first.wait_for_function("/Step [1-9][0-9]* \\/ 150/.test(document.querySelector('#status').innerText)",
+                                timeout=GENERATE_TIMEOUT_MS)
+        second.locator("#generate").click()                 # queued behind the first
+        time.sleep(1.0)
+        assert not re.search(r"Step [1-9]\d* / 150", second.locator("#status").inner_text())
+        closed = time.monotonic()
+        first_context.close()
+        second.wait_for_function("/Step [1-9][0-9]* \\/ 150/.test(document.querySelector('#status').innerText)",
+                                 timeout=60_000)
+        started = time.monotonic() - closed
+        print(f"second tab's generation started {started:.1f} s after the first tab closed")
+        assert started < 10
+        second.locator("#interrupt").click()
+        second.wait_for_function("document.querySelector('#status').innerText.includes('Interrupted')",
+                                 timeout=120_000)
+    finally:
+        for context in (first_context, second_context):
+            try:
+                context.close()
+            except Exception:  # noqa: BLE001  (already closed by the test)
+                pass
