@@ -230,6 +230,8 @@ def test_closing_a_tab_mid_generation_lets_the_next_tab_start_at_once(browser, s
 
     (first_context, first), (second_context, second) = open_page(), open_page()
     try:
+        set_number(first, "#width", 256)                    # a run long enough to be worth stopping
+        set_number(first, "#height", 256)
         first.locator("#generate").click()
         first.wait_for_function("/Step [1-9][0-9]* \\/ 150/.test(document.querySelector('#status').innerText)",
                                 timeout=GENERATE_TIMEOUT_MS)
@@ -242,7 +244,7 @@ def test_closing_a_tab_mid_generation_lets_the_next_tab_start_at_once(browser, s
                                  timeout=60_000)
         started = time.monotonic() - closed
         print(f"second tab's generation started {started:.1f} s after the first tab closed")
-        assert started < 10
+        assert started < 5
         second.locator("#interrupt").click()
         second.wait_for_function("document.querySelector('#status').innerText.includes('Interrupted')",
                                  timeout=120_000)
