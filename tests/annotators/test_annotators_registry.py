@@ -51,7 +51,7 @@ def test_out_of_range_and_unknown_params_say_what_is_allowed(square):
 def test_empty_image_is_refused():
     with pytest.raises(ValueError, match="empty"):
         annotators.run("canny", np.zeros((0, 10, 3), np.uint8))
-    with pytest.raises(ValueError, match="not a picture"):
+    with pytest.raises(ValueError, match="must be HxW"):
         annotators.run("canny", np.zeros((4, 4, 5), np.uint8))
 
 

@@ -63,6 +63,7 @@ PY_OBJECTS = [
     ("numpy-uint16-rgb", np.full((9, 9, 3), 65535, np.uint16), (255, 255, 255)),
     ("numpy-float", np.ones((9, 9, 3), np.float32), (255, 255, 255)),
     ("numpy-bool", np.ones((9, 9), bool), (255, 255, 255)),
+    ("numpy-grey-alpha", np.zeros((9, 9, 2), np.uint8), (255, 255, 255)),   # transparent: on white
 ]
 
 
@@ -74,12 +75,12 @@ def test_python_pictures_are_converted(name, image, colour):
 
 @pytest.mark.parametrize("image, words", [
     (np.full((9, 9, 3), np.nan, np.float32), "NaN or infinite"),
-    (np.zeros((2, 9, 9, 3), np.uint8), "HxW, HxWx3 or HxWx4"),
-    (np.zeros((9, 9, 2), np.uint8), "HxW, HxWx3 or HxWx4"),
+    (np.zeros((2, 9, 9, 3), np.uint8), "HxWx3 or HxWx4"),
+    (np.zeros((9, 9, 5), np.uint8), "HxWx3 or HxWx4"),
     ([[0, 1], [1, 0]], "must be a picture"),
     ("map.png", "must be a picture"),
     (np.zeros((9000, 4, 3), np.uint8), "largest side allowed is 8192"),
-], ids=["nan", "4d", "2-channel", "list", "path-text", "too-tall"])
+], ids=["nan", "4d", "5-channel", "list", "path-text", "too-tall"])
 def test_python_pictures_refused(image, words):
     with pytest.raises(ValueError, match=None) as e:
         ControlUnit("demo:scribble", image)
