@@ -20,12 +20,12 @@ for that kind). Files: read_recipe(png), models_dir(), outputs_dir(). Names: SAM
 RESIZE_MODES (ControlMode and ResizeMode give AUTOMATIC1111's display name of each as its value);
 the bounds every request is checked against live in engine.limits.
 """
-from . import limits, loading
-from .fidelity import score as fidelity_score
-from .generate import GenerationError, generate
 from annotators.image import RESIZE_MODES, ResizeMode
 from annotators.image import fit as fit_map
 
+from . import limits, loading
+from .fidelity import score as fidelity_score
+from .generate import GenerationError, generate
 from .loading import condition_kind, models_dir, outputs_dir, recommended_settings
 from .manager import ModelManager, default_manager
 from .outputs import read_recipe
