@@ -53,7 +53,7 @@ def kinds() -> list[str]:
 def _rgb(image, name: str) -> np.ndarray:
     arr = to_rgb(image, name)
     if arr.shape[0] < 8 or arr.shape[1] < 8:
-        raise ValueError(f"{name} must be a picture of at least 8x8 pixels, got {arr.shape[1]}x{arr.shape[0]}")
+        raise ValueError(f"{name} must be an HxWx3 picture of at least 8x8 pixels, got {arr.shape[1]}x{arr.shape[0]}")
     return arr
 
 
