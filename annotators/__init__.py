@@ -11,12 +11,16 @@
 - Pictures (`annotators.image`, used by every layer): `to_rgb`, `to_mask` (one rule for 16-bit,
   float, NaN, alpha, palette and grey input) and `fit(map, width, height, mode)` in RESIZE_MODES
   (`ResizeMode` holds AUTOMATIC1111's names), by sd-webui-controlnet's map rules.
+- Bundled models (`annotators.bundled`): without their weights, openpose / openpose_hand /
+  openpose_face / openpose_full (one person, with hands and face) and person_mask use the models
+  inside mediapipe 0.10.21's wheel, and mlsd uses OpenCV's LSD; `spec(name)["uses"]` says which
+  runs here ("weights", "bundled", "built-in" or "none").
 - Learned annotators read weights from `weights_dir()` (`models/annotators/`, or $CNSTUDIO_ANNOTATORS,
   or `set_weights_dir(path)`) or the local HF cache, never the network.
 Errors are ValueErrors that say what was wrong and what is allowed.
 """
 # Importing a module declares its annotators; torch and transformers load only when one runs.
-from . import color, depth, edges, learned_edges, masks, scribble, segmentation, segmentation_paint  # noqa: F401
+from . import color, depth, edges, learned_edges, masks, person, scribble, segmentation, segmentation_paint  # noqa: F401
 from .pose import parse_pose, pose_style, render_pose
 from .pose_read import pose_from_map
 from .pose_detect import detect_pose

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from . import bundled, lines
 from ._aux import aux_module
 from ._torch import read_state_dict, torch_device
+from .image import resize_for_detection
 from .registry import DETECT_RESOLUTION, Param, annotator
 from .weights import WeightFile
 
@@ -85,16 +87,20 @@ def pidinet(image: np.ndarray, paths: list[Path], safe: bool, scribble: bool, de
 
 
 @annotator(
-    "mlsd", kind="mlsd", weights=(MLSD,),
-    description="M-LSD straight line segments (controlnet_aux): white 1 px lines on black.",
+    "mlsd", kind="mlsd", weights=(MLSD,), bundled=bundled.OPENCV_LSD,
+    description="M-LSD straight line segments (controlnet_aux): white 1 px lines on black. Without the "
+                "M-LSD weights: mlsd (OpenCV LSD), the same map from OpenCV's line segment detector.",
     params=(
-        Param("value_threshold", "float", 0.1, 0.01, 2.0, 0.01, help="line score below which a line is dropped"),
+        Param("value_threshold", "float", 0.1, 0.01, 2.0, 0.01,
+              help="line score below which a line is dropped (OpenCV LSD: its -log10 NFA)"),
         Param("distance_threshold", "float", 0.1, 0.01, 20.0, 0.01, help="shortest line kept, in pixels"),
         DETECT_RESOLUTION,
     ),
 )
-def mlsd(image: np.ndarray, paths: list[Path], value_threshold: float, distance_threshold: float,
+def mlsd(image: np.ndarray, paths: list[Path] | None, value_threshold: float, distance_threshold: float,
          detect_resolution: int) -> np.ndarray:
+    if paths is None:
+        return lines.line_map(resize_for_detection(image, detect_resolution), value_threshold, distance_threshold)
     return _run("mlsd", paths, image, detect_resolution, thr_v=value_threshold, thr_d=distance_threshold)
 
 

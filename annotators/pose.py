@@ -43,9 +43,10 @@ PART_SIZES = {"pose_keypoints_2d": 18, "hand_left_keypoints_2d": 21, "hand_right
 
 def pose_style() -> dict:
     """How poses are drawn, for an editor that draws them the same way: each keypoint's colour,
-    the limbs as keypoint index pairs, the limbs' shade and the keypoints' names (COCO-18)."""
+    the limbs as keypoint index pairs, the limbs' shade, the keypoints' names (COCO-18) and the
+    hand's bones (21-point hands)."""
     return {"colors": [list(c) for c in COLORS], "limbs": [list(limb) for limb in LIMBS], "shade": LIMB_SHADE,
-            "names": list(KEYPOINT_NAMES)}
+            "names": list(KEYPOINT_NAMES), "hand_edges": [list(e) for e in HAND_EDGES]}
 
 
 def _limb_color(color: tuple[int, int, int]) -> list[int]:

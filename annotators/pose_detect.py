@@ -1,5 +1,11 @@
-"""Body pose from a photo: people found by an RT-DETR detector, their keypoints by ViTPose (both via
-transformers, top-down as in its ViTPose recipe), returned as the OpenPose JSON the pose editor edits."""
+"""Pose from a photo, as the OpenPose JSON the pose editor edits and the maps the OpenPose
+ControlNets read: openpose (body), openpose_hand (+ hands), openpose_face (+ face), openpose_full.
+
+With its weights present, bodies come from an RT-DETR person detector and ViTPose (both via
+transformers, top-down as in its ViTPose recipe): every person in the photo. Without them, the
+model inside mediapipe's wheel (pose_mediapipe) reads the most prominent person. Hands and faces
+always come from mediapipe (ViTPose has neither), attached to the body whose wrists and nose they
+sit at."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from . import hf_models
+from . import bundled, hf_models, pose_mediapipe
 from .image import to_rgb
 from .pose import render_pose
 from .registry import Param, annotator, get
-from .weights import ModelFolder, require
+from .weights import ModelFolder
 
 POSE_MODEL = ModelFolder(("usyd-community/vitpose-base-simple",), "ViTPose body keypoints (COCO-17)")
 PERSON_DETECTOR = ModelFolder(("PekingU/rtdetr_r50vd_coco_o365", "PekingU/rtdetr_r50vd"),
@@ -77,35 +83,81 @@ def body_keypoints(image: np.ndarray, folder: Path, boxes: np.ndarray) -> list[t
     return [(r["keypoints"].cpu().numpy(), r["scores"].cpu().numpy()) for r in results]
 
 
-def _detect(image: np.ndarray, paths: list[Path], person_threshold: float, keypoint_threshold: float,
-            max_people: int) -> dict:
+def _vitpose(image: np.ndarray, paths: list[Path], person_threshold: float, keypoint_threshold: float,
+             max_people: int) -> list[dict]:
     pose_folder, detector_folder = paths
     boxes = person_boxes(image, detector_folder, person_threshold, max_people)
-    people = [{"pose_keypoints_2d": coco17_to_openpose18(k, s, keypoint_threshold)}
-              for k, s in body_keypoints(image, pose_folder, boxes)]
-    return {"canvas_width": int(image.shape[1]), "canvas_height": int(image.shape[0]), "people": people}
+    return [{"pose_keypoints_2d": coco17_to_openpose18(k, s, keypoint_threshold)}
+            for k, s in body_keypoints(image, pose_folder, boxes)]
 
 
-@annotator(
-    "openpose", kind="openpose", weights=(POSE_MODEL, PERSON_DETECTOR),
-    description="Body pose of every person in a photo (RT-DETR + ViTPose), drawn as an OpenPose map; "
-                "detect_pose gives the same as editable JSON.",
-    params=(
-        Param("person_threshold", "float", 0.3, 0.0, 1.0, 0.01, help="detector score a person needs"),
-        Param("keypoint_threshold", "float", 0.3, 0.0, 1.0, 0.01, help="score below which a keypoint is missing"),
-        Param("max_people", "int", 10, 1, 100, 1, help="at most this many people, the most confident first"),
-    ),
+def _nearest(people: list[dict], found: dict) -> dict | None:
+    """The ViTPose person whose head and wrists are nearest the mediapipe person's."""
+    mine = np.asarray(found["pose_keypoints_2d"]).reshape(18, 3)
+
+    def distance(person: dict) -> float:
+        theirs = np.asarray(person["pose_keypoints_2d"]).reshape(18, 3)
+        both = (mine[:, 2] > 0) & (theirs[:, 2] > 0)
+        return float(np.hypot(*(mine[both, :2] - theirs[both, :2]).T).mean()) if both.any() else float("inf")
+
+    best = min(people, key=distance, default=None)
+    return best if best is not None and np.isfinite(distance(best)) else None
+
+
+def _detect(image: np.ndarray, paths: list[Path] | None, person_threshold: float, keypoint_threshold: float,
+            max_people: int, hands: bool = False, face: bool = False) -> dict:
+    height, width = image.shape[:2]
+    pose = {"canvas_width": int(width), "canvas_height": int(height), "people": []}
+    bundled_too = (hands or face or paths is None) and bundled.MEDIAPIPE_POSE.problem() is None
+    found = pose_mediapipe.detect(image, keypoint_threshold, hands, face) if bundled_too else None
+    if paths is not None:
+        pose["people"] = _vitpose(image, paths, person_threshold, keypoint_threshold, max_people)
+        if found and found["people"]:
+            target = _nearest(pose["people"], found["people"][0])
+            if target is not None:
+                target.update({k: v for k, v in found["people"][0].items() if k != "pose_keypoints_2d"})
+    elif found is not None:
+        pose["people"] = found["people"][:max_people]
+    if not pose["people"]:
+        pose["notes"] = ["no person found in this photo"]
+    elif paths is None:
+        pose["notes"] = [f"read with {bundled.MEDIAPIPE_POSE.what}: only the most prominent person is found"]
+    return pose
+
+
+POSE_PARAMS = (
+    Param("person_threshold", "float", 0.3, 0.0, 1.0, 0.01, help="detector score a person needs (ViTPose)"),
+    Param("keypoint_threshold", "float", 0.3, 0.0, 1.0, 0.01, help="score below which a keypoint is missing"),
+    Param("max_people", "int", 10, 1, 100, 1, help="at most this many people, the most confident first"),
 )
-def openpose(image: np.ndarray, paths: list[Path], person_threshold: float, keypoint_threshold: float,
-             max_people: int) -> np.ndarray:
-    pose = _detect(image, paths, person_threshold, keypoint_threshold, max_people)
-    return render_pose(pose, image.shape[1], image.shape[0])
+ONE_PERSON = (" Without the ViTPose weights, mediapipe's bundled model reads the most prominent person only.")
+# name -> (hands, face, what it draws)
+VARIANTS = {"openpose": (False, False, "Body pose"), "openpose_hand": (True, False, "Body pose and hands"),
+            "openpose_face": (False, True, "Body pose and face"),
+            "openpose_full": (True, True, "Body pose, hands and face")}
 
 
-def detect_pose(image: Any, **params: Any) -> dict:
-    """OpenPose JSON (COCO-18 body, several people, canvas = the image's size) of a photo; takes
-    the `openpose` annotator's parameters. `run("openpose", img)` is `render_pose(detect_pose(img))`."""
+def _declare(name: str, hands: bool, face: bool, what: str) -> None:
+    @annotator(name, kind="openpose", weights=(POSE_MODEL, PERSON_DETECTOR), bundled=bundled.MEDIAPIPE_POSE,
+               description=f"{what} of the people in a photo (RT-DETR + ViTPose; hands and faces from "
+                           f"mediapipe), drawn as an OpenPose map; detect_pose gives it as editable JSON."
+                           + ONE_PERSON,
+               params=POSE_PARAMS)
+    def openpose(image: np.ndarray, paths: list[Path] | None, person_threshold: float, keypoint_threshold: float,
+                 max_people: int) -> np.ndarray:
+        pose = _detect(image, paths, person_threshold, keypoint_threshold, max_people, hands, face)
+        return render_pose(pose, image.shape[1], image.shape[0], hands=hands, face=face)
+
+
+for _name, (_hands, _face, _what) in VARIANTS.items():
+    _declare(_name, _hands, _face, _what)
+
+
+def detect_pose(image: Any, hands: bool = True, face: bool = True, **params: Any) -> dict:
+    """OpenPose JSON (COCO-18 body, with hands and face where found; canvas = the image's size) of
+    a photo; takes the `openpose` annotator's parameters. A photo with no person gives no people
+    and a `notes` entry saying so; `notes` also says when only one person could be read.
+    `run("openpose_full", img)` is `render_pose(detect_pose(img))`."""
     entry = get("openpose")
     values = entry.resolve(params)
-    paths = require("openpose", entry.weights)
-    return _detect(to_rgb(image), paths, **values)
+    return _detect(to_rgb(image), entry.paths(), **values, hands=hands, face=face)

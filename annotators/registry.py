@@ -104,6 +104,25 @@ class Annotator:
     interpolation: str = "linear"
     # What a learned annotator loads (weights.WeightFile / weights.ModelFolder); empty if none.
     weights: tuple = ()
+    # A model inside an installed package (bundled.Bundled) that serves when `weights` are absent:
+    # then `fn(image, None, **params)`.
+    bundled: object | None = None
+
+    def paths(self) -> list | None:
+        """The located weights; None when the bundled model serves instead; ValueError when
+        neither can (naming each missing file and why the bundled model cannot run)."""
+        found = [need.locate() for need in self.weights]
+        if all(path is not None for path in found):
+            return found
+        problem = self.bundled.problem() if self.bundled is not None else None
+        if self.bundled is not None and problem is None:
+            return None
+        try:
+            return require(self.name, self.weights)
+        except ValueError as e:
+            if problem is None:
+                raise
+            raise ValueError(f"{e} Without them it would use {self.bundled.what}, but {problem}.") from None
 
     def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
         """Every declared parameter's value: the given ones checked, the rest at their defaults."""
@@ -118,12 +137,19 @@ class Annotator:
 
     def to_json(self) -> dict:
         found = [(need, need.locate()) for need in self.weights]
+        bundled = self.bundled.to_json() if self.bundled is not None else None
+        present = all(path is not None for _, path in found)
         return {
             "name": self.name,
             "kind": self.kind,
             "description": self.description,
             "learned": bool(self.weights),
-            "weights_present": all(path is not None for _, path in found),
+            "weights_present": present,
+            # what runs now: its own weights, the bundled model standing in for them, or nothing
+            "uses": ("weights" if self.weights and present else
+                     "bundled" if bundled and bundled["available"] else
+                     "none" if self.weights or bundled else "built-in"),
+            "bundled": bundled,
             "weights": [{**need.to_json(), "found_at": None if path is None else str(path)} for need, path in found],
             "params": [p.to_json() for p in self.params],
         }
@@ -140,11 +166,11 @@ def register(annotator: Annotator) -> Annotator:
 
 
 def annotator(name: str, *, kind: str, description: str, params: tuple[Param, ...] = (),
-              interpolation: str = "linear", weights: tuple = ()):
+              interpolation: str = "linear", weights: tuple = (), bundled: object | None = None):
     """Decorator form of `register` for the functions that compute a map."""
 
     def wrap(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
-        register(Annotator(name, fn, kind, description, tuple(params), interpolation, weights))
+        register(Annotator(name, fn, kind, description, tuple(params), interpolation, weights, bundled))
         return fn
 
     return wrap
@@ -191,8 +217,9 @@ def run(name: str, image: Any, *, size: tuple[int, int] | None = None, **params:
     rgb = to_rgb(image)
     width, height = _check_size(size, rgb)
     if entry.weights:
-        # Learned annotators get their weights' paths first; missing ones fail here, before any work.
-        out = entry.fn(rgb, require(entry.name, entry.weights), **values)
+        # Learned annotators get their weights' paths first (None: the bundled model stands in);
+        # missing ones fail here, before any work.
+        out = entry.fn(rgb, entry.paths(), **values)
     else:
         out = entry.fn(rgb, **values)
     return resize_map(out, width, height, entry.interpolation)

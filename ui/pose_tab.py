@@ -111,12 +111,11 @@ def imported(path: str) -> str:
 def detected(photo: np.ndarray | None) -> str:
     if photo is None:
         raise ValueError("upload a photo of a person first, then detect")
-    detect = getattr(annotators, "detect_pose", None)
-    if detect is None:
-        raise ValueError("pose detection is not available in this installation")
-    pose = detect(photo)
-    if not pose.get("people"):
-        raise ValueError("no person found in this photo; try one where the whole body is visible")
+    pose = annotators.detect_pose(photo)
+    # notes: what the detector could not do (no person; only the most prominent one read)
+    for note in pose.pop("notes", []):
+        gr.Info(note[0].upper() + note[1:] + ("; try a photo where the person is clearly visible"
+                                               if not pose["people"] else "."))
     return json.dumps(pose)
 
 
@@ -152,7 +151,7 @@ class PoseTab:
             self.size = gr.Dropdown(SIZES, value="512x512", label="Canvas size", allow_custom_value=True,
                                     min_width=120, elem_id="pose-size")
             self.importer = gr.UploadButton("Import JSON / pose map", file_types=[".json", ".png", ".jpg", ".webp"],
-                                            size="sm")
+                                            size="sm", elem_id="pose-import")
             self.exporter = gr.DownloadButton("Export OpenPose JSON", value=export_file(start), size="sm")
         with gr.Accordion("Detect from a photo", open=False):
             with gr.Row():
