@@ -10,6 +10,7 @@ from PIL import Image
 
 import annotators
 from annotators import bundled
+from tests.browser.conftest import ARTIFACTS
 from tests.browser.studio_page import image, open_tab, wait_for_picture, wait_new_image
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(bundled.MEDIAPIPE_POSE.problem() is not None,
@@ -47,7 +48,8 @@ def test_detect_from_a_photo_gives_an_editable_skeleton_with_its_face_and_a_pict
     page.wait_for_function("document.querySelector('#status').innerText.includes('Done')", timeout=300_000)
     picture = image(page, "#gallery")
     assert picture.std() > 5                                        # a picture, not a flat field
-    Image.fromarray(picture).save(tmp_path / "generated.png")
+    ARTIFACTS.mkdir(exist_ok=True)
+    Image.fromarray(picture).save(ARTIFACTS / "astronaut_pose_generated.png")
 
 
 def test_a_pose_with_hands_and_a_face_imports_and_renders_as_annotators_do(page, tmp_path):
@@ -61,7 +63,9 @@ def test_a_pose_with_hands_and_a_face_imports_and_renders_as_annotators_do(page,
     path.write_text(json.dumps(pose))
     open_tab(page, "Pose")
     before = page.locator("#pose-map img").first.get_attribute("src")
-    page.locator("#pose-import input[type=file], input[type=file]#pose-import").first.set_input_files(str(path))
+    with page.expect_file_chooser() as chooser:
+        page.locator("#pose-import").click()
+    chooser.value.set_files(str(path))
     wait_new_image(page, "#pose-map", before)
     want = annotators.render_pose(pose, 512, 512)
     got = wait_for_picture(page, "#pose-map", lambda m: (m == want).all())
