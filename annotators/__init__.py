@@ -2,6 +2,8 @@
 
 - `run(name, image, size=None, **params)`: HxWx3 uint8 map (any common picture in: gray, RGBA on
   white, 16-bit, palette); `size=(width, height)` of the map, by default the input's.
+- `default_for(kind)`: the annotator used for a ControlNet of that kind when none is named
+  (the GUI's preselection, the CLI's `image=`, `ControlUnit(annotator="auto")`).
 - `list()` / `names()` / `spec(name)`: JSON-ready declarations (what each is for, which ControlNet
   kind reads it, its parameters with default/min/max/step/choices, whether its weights are present).
 - Poses as data: `render_pose(pose_json, width, height)`, `pose_from_map(map)` and, with weights,
@@ -25,10 +27,10 @@ from .pose import parse_pose, pose_style, render_pose
 from .pose_read import pose_from_map
 from .pose_detect import detect_pose
 from .segmentation_paint import add_palette, snap_to_palette
-from .registry import Param, list_annotators as list, names, run, spec  # noqa: A001
+from .registry import Param, default_for, list_annotators as list, names, run, spec  # noqa: A001
 from .weights import set_weights_dir, weights_dir
 from .image import RESIZE_MODES, ResizeMode, fit, to_mask, to_rgb
 
-__all__ = ["run", "list", "names", "spec", "render_pose", "parse_pose", "pose_style", "pose_from_map",
-           "detect_pose", "add_palette", "snap_to_palette", "set_weights_dir", "weights_dir", "Param",
-           "to_rgb", "to_mask", "fit", "RESIZE_MODES", "ResizeMode"]
+__all__ = ["run", "default_for", "list", "names", "spec", "render_pose", "parse_pose", "pose_style",
+           "pose_from_map", "detect_pose", "add_palette", "snap_to_palette", "set_weights_dir", "weights_dir",
+           "Param", "to_rgb", "to_mask", "fit", "RESIZE_MODES", "ResizeMode"]

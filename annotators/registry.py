@@ -187,6 +187,16 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def default_for(kind: str | None) -> str | None:
+    """The annotator that makes maps of condition `kind` when none is named: the one named like
+    the kind (scribble, canny, depth...), else the first of that kind by name; None if none does."""
+    if not kind:
+        return None
+    if kind in _REGISTRY and _REGISTRY[kind].kind == kind:
+        return kind
+    return next((n for n in names() if _REGISTRY[n].kind == kind), None)
+
+
 def list_annotators() -> list[dict]:
     """Every annotator's description (as `spec`), sorted by name."""
     return [spec(n) for n in names()]

@@ -12,9 +12,10 @@ from PIL import Image
 from .generate import generate
 from .outputs import read_recipe
 from .samplers import SAMPLERS
-from .values import MODES, ControlUnit, GenerationRequest
+from .values import MODES, ControlUnit, GenerationRequest, annotate, default_annotator
 
-_UNIT_KEYS = {"model", "image", "weight", "start", "end", "mode", "resize_mode", "mask", "annotator"}
+_UNIT_KEYS = {"model", "image", "map", "weight", "start", "end", "mode", "resize_mode", "mask", "annotator"}
+NO_ANNOTATOR = "none"
 
 
 def _picture(path: str, what: str) -> np.ndarray:
@@ -28,7 +29,9 @@ def _picture(path: str, what: str) -> np.ndarray:
 
 def parse_control(spec: str) -> ControlUnit:
     """`model=demo:scribble,image=sketch.png,weight=0.8,start=0,end=0.6,mode=control,annotator=scribble`.
-    With `annotator`, the image is a picture that annotator turns into the map."""
+    `image=` is a picture that an annotator turns into the map: `annotator=` if given, else the
+    default one of the model's kind (as the studio does with a sketch); `map=` is a finished map,
+    used as it is."""
     fields = {}
     for part in spec.split(","):
         key, sep, value = part.partition("=")
@@ -36,12 +39,22 @@ def parse_control(spec: str) -> ControlUnit:
         if not sep or key not in _UNIT_KEYS:
             raise ValueError(f"--control part {part!r} is not key=value with key one of {sorted(_UNIT_KEYS)}")
         fields[key] = value.strip()
-    if "model" not in fields or "image" not in fields:
-        raise ValueError("--control needs at least model=... and image=...")
-    image = _picture(fields.pop("image"), "control image")
-    if fields.get("annotator"):
-        import annotators
-        image = annotators.run(fields["annotator"], image)
+    if "model" not in fields or ("image" in fields) == ("map" in fields):
+        raise ValueError("--control needs model=... and one of image=... (a picture, annotated) "
+                         "or map=... (a finished control map)")
+    if "map" in fields:
+        if fields.get("annotator", NO_ANNOTATOR) != NO_ANNOTATOR:
+            raise ValueError("--control map=... is used as it is; give image=... to run an annotator")
+        image = _picture(fields.pop("map"), "control map")
+        fields["annotator"] = None
+    else:
+        image = _picture(fields.pop("image"), "control image")
+        name = fields.get("annotator") or default_annotator(fields["model"])
+        if name == NO_ANNOTATOR:
+            fields["annotator"] = None
+        else:
+            image = annotate(name, image)
+            fields["annotator"] = name
     if "mask" in fields:
         fields["mask"] = _picture(fields["mask"], "mask")
     for key in ("weight", "start", "end"):
@@ -60,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt")
     p.add_argument("--negative-prompt")
     p.add_argument("--control", action="append", default=[], metavar="SPEC",
-                   help="a control unit: model=...,image=...[,weight=,start=,end=,mode=(" + "|".join(MODES)
-                        + "),resize_mode=,mask=,annotator=]; repeat for several")
+                   help="a control unit: model=...,image=PICTURE (run through annotator=, by default the model kind's) "
+                        "or map=MAP (a finished map)[,weight=,start=,end=,mode=(" + "|".join(MODES)
+                        + "),resize_mode=,mask=,annotator=NAME|none]; repeat for several")
     p.add_argument("--width", type=int)
     p.add_argument("--height", type=int)
     p.add_argument("--steps", type=int)

@@ -32,6 +32,7 @@ class ControlMode(Enum):
 MODES: tuple[str, ...] = tuple(m.name for m in ControlMode)
 RECIPE_FORMAT = "controlnet-studio"
 RECIPE_VERSION = 1
+AUTO_ANNOTATOR = "auto"   # ControlUnit(annotator="auto"): run the model kind's default annotator
 
 
 def checked_number(name: str, value: Any, lo: float, hi: float, integer: bool = False) -> float | int:
@@ -63,6 +64,29 @@ def _encoded(value, name: str, image) -> str | None:
     return cache[name][1]
 
 
+def default_annotator(model: str) -> str:
+    """The annotator that makes maps for the ControlNet `model`, by the kind its name says."""
+    from annotators import default_for   # lazy: the values load without the annotators' imports
+
+    from .loading.detect import condition_kind
+    kind = condition_kind(model)
+    name = default_for(kind)
+    if name is None:
+        said = f"reads {kind!r} maps, which no annotator makes" if kind else "does not say which kind of map it reads"
+        raise ValueError(f"the control model {model!r} {said}: name an annotator, or give the finished map "
+                         f"(annotator=None in Python, map= on the command line)")
+    return name
+
+
+def annotate(name: str, picture: Any, params: dict | None = None) -> np.ndarray:
+    """Annotator `name`'s map of `picture` (ValueErrors say what was wrong)."""
+    import annotators
+    params = {} if params is None else params
+    if not isinstance(params, dict):
+        raise ValueError("annotator_params must be a dict of the annotator's parameter values")
+    return annotators.run(name, to_rgb(picture, f"picture for annotator {name!r}"), **params)
+
+
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ValueError(f"{name} {value!r} is not one of: {', '.join(allowed)}")
@@ -72,7 +96,11 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
 @dataclass(frozen=True, eq=False)
 class ControlUnit:
     """One ControlNet applied to the locked backbone: its model, the control map it reads,
-    and how strongly and when it acts."""
+    and how strongly and when it acts.
+
+    `image` is the map as it is; `annotator` names the annotator that made it (recorded in the
+    recipe). `annotator="auto"` instead takes `image` as a picture and runs the default annotator
+    of the model's kind on it (scribble for demo:scribble), recording that annotator's name."""
 
     model: str
     image: np.ndarray
@@ -92,6 +120,10 @@ class ControlUnit:
             raise ValueError("a control unit needs a control model (e.g. 'demo:scribble' or a ControlNet file name)")
         if self.image is None:
             raise ValueError(f"the control unit for {self.model!r} has no control map: give it an image or disable it")
+        if self.annotator == AUTO_ANNOTATOR:
+            name = default_annotator(self.model)
+            set_("image", annotate(name, self.image, self.annotator_params))
+            set_("annotator", name)
         set_("image", _frozen(to_rgb(self.image, f"control map of unit {self.model!r}", limits.MAX_IMAGE_SIDE)))
         set_("weight", checked_number("weight", self.weight, 0.0, limits.MAX_WEIGHT))
         set_("start", checked_number("start", self.start, 0.0, 1.0))

@@ -68,16 +68,13 @@ def annotator_kind(name: str | None) -> str | None:
 
 
 def annotator_for(kind: str | None, current: str | None = None) -> str | None:
-    """An annotator making maps of `kind`: the current one if it does, else the one named like the
-    kind, else the first that does (None when none does)."""
+    """An annotator making maps of `kind`: the current one if it does, else annotators.default_for
+    (the one named like the kind, else the first that does; None when none does)."""
     if kind is None:
         return current
     if annotator_kind(current) == kind:
         return current
-    names = annotator_names()
-    if kind in names:
-        return kind
-    return next((n for n in names if annotator_kind(n) == kind), None)
+    return annotators.default_for(kind)
 
 
 def recommended_cfg(backbone: str | None) -> float:

@@ -23,7 +23,7 @@ def test_cli_flags_and_recipe_make_the_same_image(tmp_path, tiny_parts, tiny_net
     tiny_nets[0].save_pretrained(tmp_path / "cn_scribble")
     Image.fromarray(control_maps[0]).save(tmp_path / "map.png")
     args = ["--backbone", str(tmp_path / "bb"), "--prompt", "a red star", "--steps", "2", "--seed", "5",
-            "--control", f"model={tmp_path / 'cn_scribble'},image={tmp_path / 'map.png'},weight=0.7,end=0.5"]
+            "--control", f"model={tmp_path / 'cn_scribble'},map={tmp_path / 'map.png'},weight=0.7,end=0.5"]
     first = _run(args, tmp_path)
     assert first.returncode == 0, first.stderr
     path = Path(first.stdout.strip().splitlines()[-1])
@@ -43,4 +43,4 @@ def test_cli_bad_input_is_a_message_not_a_traceback(tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "cannot read control image '/no/such.png'" in bad.stderr
     worse = _run(["--control", "weight=2"], tmp_path)
-    assert worse.returncode == 2 and "needs at least model=... and image=..." in worse.stderr
+    assert worse.returncode == 2 and "needs model=... and one of image=..." in worse.stderr
