@@ -12,11 +12,13 @@ Set-up creates a virtual environment (.venv, or CNSTUDIO_VENV), installs torch w
 TORCH_COMMAND (default `pip install torch==2.13.0`; set it for your CUDA build), then
 requirements.txt under a constraint pinning that torch, then requirements-nodeps.txt with
 --no-deps. A re-run skips what is done. --no-install uses the running Python as it is.
+The launcher then becomes the venv's Python (exec), so SIGTERM or Ctrl-C stops the studio itself.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -77,13 +79,35 @@ def set_up(venv_dir: Path) -> Path:
     return python
 
 
+def run_in_venv(python: Path, argv: list[str]) -> int:
+    """Run the launcher again under the venv's Python. On POSIX the process becomes it (exec), so
+    a SIGTERM or Ctrl-C sent to `python3 launch.py` reaches the server itself; elsewhere the child
+    gets every SIGTERM/SIGINT the launcher gets, and the launcher waits for it to end."""
+    cmd = [str(python), str(ROOT / "launch.py"), "--no-install", *argv]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":
+        os.execv(cmd[0], cmd)
+    child = subprocess.Popen(cmd)
+
+    def pass_on(signum, _frame):
+        child.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, pass_on)
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:   # the child got the same Ctrl-C; wait for it to finish
+            continue
+
+
 def main(argv: list[str]) -> int:
     no_install = "--no-install" in argv
     argv = [a for a in argv if a != "--no-install"]
     venv_dir = Path(os.environ.get("CNSTUDIO_VENV", ROOT / ".venv"))
     if not no_install and Path(sys.prefix).resolve() != venv_dir.resolve():
-        python = set_up(venv_dir)
-        return subprocess.call([str(python), str(ROOT / "launch.py"), "--no-install", *argv])
+        return run_in_venv(set_up(venv_dir), argv)
 
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else "app"
     rest = argv[1:] if argv and argv[0] in SUBCOMMANDS else argv
