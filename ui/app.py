@@ -9,6 +9,7 @@ import argparse
 import logging
 import logging.handlers
 import os
+import threading
 from pathlib import Path
 
 DEFAULT_PORT = 7860
@@ -56,6 +57,48 @@ def exposure_warning(args: argparse.Namespace) -> str | None:
     return None
 
 
+class ConsoleFormatter(logging.Formatter):
+    """The console's lines: the message alone, never a traceback (the log file keeps those)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = f"{record.levelname} {record.name}: {record.getMessage()}"
+        if record.exc_info:
+            text += f" ({type(record.exc_info[1]).__name__}; the traceback is in {LOG_FILE})"
+        return text
+
+
+def _early_end_of_download(record: logging.LogRecord) -> bool:
+    """uvicorn's "Exception in ASGI application" for a file response cut short (the browser
+    dropped a picture it no longer shows, gradio#7490): not a fault of the studio's; a warning."""
+    error = record.exc_info[1] if record.exc_info else None
+    while error is not None:
+        if type(error).__name__ == "LocalProtocolError" and "Content-Length" in str(error):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = "a file download ended early (%s)", (error,)
+            break
+        error = error.__cause__ or error.__context__
+    return True
+
+
+def route_server_logs() -> None:
+    """uvicorn installs its own console handlers when the server starts: its messages go through
+    the studio's handlers instead (console without tracebacks, and the log file); the page's own
+    HTTP requests (gradio polls itself through httpx) stay out of the INFO output."""
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    logging.getLogger("uvicorn.error").addFilter(_early_end_of_download)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _log_uncaught(args) -> None:
+    log.error("uncaught error in thread %s", getattr(args.thread, "name", "?"),
+              exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
 def configure_logging(folder: Path | None = None) -> Path:
     """Messages to the console; messages and tracebacks also to <folder>/studio.log (rotated),
     so a failure can be read later while the page only ever shows a short message."""
@@ -67,12 +110,15 @@ def configure_logging(folder: Path | None = None) -> Path:
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in root.handlers):
         console = logging.StreamHandler()
-        console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        console.setFormatter(ConsoleFormatter())
         root.addHandler(console)
     if not any(getattr(h, "baseFilename", None) == str(path) for h in root.handlers):
         handler = logging.handlers.RotatingFileHandler(path, maxBytes=10 * 2**20, backupCount=3, encoding="utf-8")
         handler.setFormatter(fmt)
         root.addHandler(handler)
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    threading.excepthook = _log_uncaught
     return path
 
 
@@ -81,6 +127,7 @@ def offline_environment() -> None:
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")   # no "Loading weights" bars in the output
 
 
 def apply_folders(args: argparse.Namespace) -> None:
@@ -102,6 +149,22 @@ def apply_gpu_options(args: argparse.Namespace) -> None:
         os.environ["CNSTUDIO_COMPILE"] = "0"
 
 
+def loaded_backbone() -> str:
+    """Load the default backbone now (the first generation needs it) and say which and where."""
+    import engine
+
+    from . import catalog
+    name = catalog.default_backbone(catalog.models()["backbones"])
+    try:
+        manager = engine.default_manager()
+        manager.backbone(name)
+    except (OSError, ValueError, engine.GenerationError) as e:
+        log.warning("backbone %s not loaded: %s", name, e, exc_info=e)
+        return f"backbone {name} could not be loaded ({e}); pick another in the page"
+    dtype = str(manager.dtype).removeprefix("torch.")
+    return f"backbone {name} loaded on {manager.device.type} ({dtype})"
+
+
 def launch(demo, host: str = LOCALHOST, port: int = DEFAULT_PORT, auth: tuple[str, str] | None = None,
            block: bool = True, queue_size: int = DEFAULT_QUEUE_SIZE) -> str:
     """Serve the Blocks; returns the local URL (after the server stops when `block`)."""
@@ -113,9 +176,13 @@ def launch(demo, host: str = LOCALHOST, port: int = DEFAULT_PORT, auth: tuple[st
     demo.queue(default_concurrency_limit=2, max_size=queue_size)
     _, url, _ = demo.launch(
         server_name=host, server_port=port, auth=auth, share=False, inbrowser=False,
-        prevent_thread_lock=not block, allowed_paths=[str(outputs)], css=css, js=js, footer_links=["api", "settings"],
+        prevent_thread_lock=True, allowed_paths=[str(outputs)], css=css, js=js, footer_links=["api", "settings"],
         run_history=False, enable_monitoring=False, mcp_server=False, pwa=False, ssr_mode=False,
-        max_file_size="64mb", quiet=not block)
+        max_file_size="64mb", quiet=True)
+    route_server_logs()
+    if block:
+        log.info("ready: open %s in your browser (Ctrl-C stops the studio)", url)
+        demo.block_thread()
     return url
 
 
@@ -133,6 +200,7 @@ def main(argv: list[str]) -> int:
         log.warning(warning)
     from .layout import build_app
     demo = build_app()
+    log.info("%s", loaded_backbone())
     launch(demo, host="0.0.0.0" if args.listen else LOCALHOST, port=args.port, auth=args.auth, block=True,
            queue_size=args.queue_size)
     return 0

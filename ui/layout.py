@@ -12,7 +12,7 @@ import numpy as np
 import engine
 
 from . import api, catalog, generation
-from .errors import shown
+from .errors import shown, warn
 from .generate_panel import GeneratePanel, words_hint
 from .pose_tab import PoseTab
 from .sketch_tab import SketchTab
@@ -118,7 +118,7 @@ def _wire_generation(panel: GeneratePanel, stack: UnitStack) -> None:
                    panel.preview: gr.update(visible=False)}
             raise
         for warning in result.warnings:
-            gr.Warning(warning)
+            warn(warning)
         first = np.asarray(result.images[0])
         scores = {f: "" for f in fidelity}
         for i, unit in slots:

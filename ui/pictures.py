@@ -7,7 +7,11 @@ that decoding step turned into a `gr.Error` that says what to do.
 """
 from __future__ import annotations
 
+import logging
+
 import gradio as gr
+
+log = logging.getLogger("ui")
 
 
 def unreadable(payload, error: Exception) -> gr.Error:
@@ -16,6 +20,7 @@ def unreadable(payload, error: Exception) -> gr.Error:
         name = payload.get("orig_name")
     what = f"'{name}'" if name else "the uploaded file"
     # The error's own text names a temporary path on the server: the artist needs only its kind.
+    log.warning("upload %s could not be read as a picture", what, exc_info=error)
     return gr.Error(f"{what} could not be read as a picture ({type(error).__name__}): it is truncated, damaged "
                     "or not an image. Save it again as PNG or JPEG and upload that.", print_exception=False)
 

@@ -9,7 +9,7 @@ import numpy as np
 from engine import MODES, RESIZE_MODES, ControlMode, ControlUnit, ResizeMode, limits
 
 from . import catalog
-from .errors import shown
+from .errors import shown, warn
 from .params import ParamPanel
 from .pictures import Picture
 from .sketch_tab import annotated
@@ -214,7 +214,7 @@ class UnitStack:
         chosen = catalog.controlnet_for(kind, self.controlnets, model)
         fits = kind is None or catalog.condition_kind(chosen) == kind
         if not fits:
-            gr.Warning(f"No installed control model reads {kind} maps: unit {index + 1} holds the map but stays "
+            warn(f"No installed control model reads {kind} maps: unit {index + 1} holds the map but stays "
                        "off until you pick a model for it (or add one to models/controlnets/)")
         return [fits, source, annotator,
                 *u.params.updates(None if annotator == catalog.NO_ANNOTATOR else annotator, params),

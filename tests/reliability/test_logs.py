@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import gradio as gr
@@ -68,3 +69,45 @@ def test_over_http_the_client_gets_a_message_and_the_log_the_traceback(log_file)
 def test_the_studio_process_writes_its_log_file(studio):
     log = studio["logs"] / app.LOG_FILE
     assert log.is_file() and "log file:" in log.read_text()
+
+
+def _user_mistake():
+    raise ValueError("unit 2: weight must be between 0.0 and 2.0, not 5")
+
+
+def test_every_error_shown_to_the_user_is_logged_with_its_cause(log_file):
+    with pytest.raises(gr.Error) as e:
+        shown(_user_mistake)()
+    assert "Traceback" not in str(e.value.message)
+    for h in logging.getLogger().handlers:
+        h.flush()
+    text = log_file.read_text()
+    assert "weight must be between 0.0 and 2.0, not 5" in text and "_user_mistake" in text
+    assert "Traceback" in text   # its cause, for whoever reads the log later
+
+
+def test_the_console_shows_no_traceback_and_internal_requests_stay_out_of_info(log_file):
+    record = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application",
+                               None, None)
+    try:
+        _boom_deep()
+    except RuntimeError:
+        import sys
+        record.exc_info = sys.exc_info()
+    line = app.ConsoleFormatter().format(record)
+    assert "Traceback" not in line and "RuntimeError" in line and app.LOG_FILE in line
+    assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+
+
+def test_start_up_output_ends_with_the_address_backbone_and_device(studio):
+    import time
+    deadline = time.monotonic() + 30   # the server answers a moment before the line is written
+    while "ready: open" not in Path(studio["log"]).read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    text = Path(studio["log"]).read_text()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert "share=True" not in text and "HTTP Request:" not in text and "Traceback" not in text
+    start = next((i for i, ln in enumerate(lines) if "ready: open" in ln), None)
+    assert start is not None, text[-3000:]
+    assert f"open {studio['url']}/ in your browser" in lines[start]
+    assert any(re.search(r"backbone demo loaded on (cpu|cuda)", ln) for ln in lines[:start])
