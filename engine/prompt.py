@@ -43,10 +43,13 @@ def encode_prompts(tokenizer, text_encoder, prompt: str, negative_prompt: str, d
 
 
 def ignored_words(tokenizer, prompt: str) -> list[str]:
-    """Words the tokenizer maps to its unknown token: a small-vocabulary model (the demo)
-    cannot read them, and the GUI says so instead of pretending."""
+    """Prompt words a word-level vocabulary (the demo's) does not hold as whole words: the model
+    reads them, if at all, as letters and pieces it never learnt a meaning for ("dragon" becomes
+    d-ra-g-on), and the GUI says so instead of pretending. A byte-level BPE (real CLIP: its
+    unknown token is its end token) can spell every word, so it reports none."""
     unk = tokenizer.unk_token_id
     if unk is None or unk in (tokenizer.bos_token_id, tokenizer.eos_token_id):
         return []
     words = re.findall(r"[\w'-]+", prompt.lower())
-    return sorted({w for w in words if unk in tokenizer(w, add_special_tokens=False).input_ids})
+    pieces = {w: tokenizer(w, add_special_tokens=False).input_ids for w in set(words)}
+    return sorted(w for w, ids in pieces.items() if len(ids) != 1 or unk in ids)
