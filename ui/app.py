@@ -170,7 +170,9 @@ def launch(demo, host: str = LOCALHOST, port: int = DEFAULT_PORT, auth: tuple[st
     """Serve the Blocks; returns the local URL (after the server stops when `block`)."""
     from engine import outputs_dir
     css = (Path(__file__).with_name("style.css")).read_text()
-    js = (Path(__file__).with_name("page_drop.js")).read_text()
+    # the page's scripts, each a function, run in turn when the page loads
+    parts = [(Path(__file__).with_name(name)).read_text().strip() for name in ("page_drop.js", "page_limits.js")]
+    js = "() => {\n" + "".join(f"({part})();\n" for part in parts) + "}"
     outputs = outputs_dir().resolve()
     outputs.mkdir(parents=True, exist_ok=True)
     demo.queue(default_concurrency_limit=2, max_size=queue_size)

@@ -41,6 +41,7 @@ class GeneratePanel:
                                   maximum=limits.MAX_SEED, min_width=140, elem_id="seed")
             self.random_seed = gr.Button("Random seed", size="sm", min_width=60)
             self.reuse_seed = gr.Button("Reuse last seed", size="sm", min_width=60, elem_id="reuse-seed")
+        self.limit_note = gr.HTML("", elem_id="limit-note")   # filled by page_limits.js when a value is clamped
         with gr.Row():
             self.generate = gr.Button("Generate", variant="primary", elem_id="generate")
             self.interrupt = gr.Button("Interrupt", variant="stop", elem_id="interrupt")

@@ -13,7 +13,7 @@ import numpy as np
 import engine
 from engine import ControlUnit, GenerationRequest, GenerationResult
 
-from . import api, catalog
+from . import api, catalog, estimate
 
 PREVIEW_EVERY_S = 1.0   # decoding a preview costs a VAE pass; a few per run is plenty
 
@@ -52,6 +52,45 @@ def stream(request: GenerationRequest, preview_every: float = PREVIEW_EVERY_S) -
                 return
     finally:
         stop.set()
+
+
+def run_notes(request: GenerationRequest) -> list[str]:
+    """What the status says before a run starts: a run with nothing to follow, or a long one."""
+    notes = []
+    prompt, units = bool(request.prompt.strip()), bool(request.active_units)
+    if not prompt and not units:
+        notes.append("the prompt is empty and no control unit is on: the picture is the model's own")
+    elif not prompt:
+        notes.append("the prompt is empty: the picture follows the control maps alone")
+    elif not units:
+        notes.append("no control unit is on: the picture follows the prompt alone")
+    width, height = request.width or 0, request.height or 0
+    seconds = estimate.seconds(request.backbone, width, height, request.batch_size, request.steps)
+    long_run = estimate.note(seconds)
+    if long_run:
+        notes.append(long_run)
+    return notes
+
+
+class StepTimer:
+    """The time from a run's first step to its last, for estimate.record."""
+
+    def __init__(self):
+        self.first: tuple[int, float] | None = None
+        self.last: tuple[int, float] | None = None
+
+    def step(self, step: int) -> None:
+        now = (step, time.monotonic())
+        if self.first is None:
+            self.first = now
+        self.last = now
+
+    def record(self, request: GenerationRequest, result: GenerationResult) -> None:
+        if self.first is None or self.last is None or self.last[0] <= self.first[0] or not result.images:
+            return
+        width, height = result.images[0].size
+        estimate.record(request.backbone, width, height, len(result.images), self.last[0] - self.first[0],
+                        self.last[1] - self.first[1], native=request.width is None and request.height is None)
 
 
 def progress_html(step: int, total: int, note: str = "") -> str:

@@ -98,9 +98,10 @@ def _wire_generation(panel: GeneratePanel, stack: UnitStack) -> None:
                 slots.append((i, made))
         request = GeneratePanel.to_request(settings, [u for _, u in slots])
         started = time.monotonic()
-        yield {panel.status: generation.progress_html(0, request.steps, " · loading the models"),
+        notes = "".join(f" · {n}" for n in generation.run_notes(request))
+        yield {panel.status: generation.progress_html(0, request.steps, " · loading the models" + notes),
                panel.preview: gr.update(visible=True, value=None), **{f: "" for f in fidelity}}
-        result = None
+        result, timer = None, generation.StepTimer()
         try:
             # closing() so that a closed page (Gradio closes this handler) closes the stream, which stops the run
             with contextlib.closing(generation.stream(request)) as items:
@@ -109,7 +110,8 @@ def _wire_generation(panel: GeneratePanel, stack: UnitStack) -> None:
                         result = item[1]
                         continue
                     _, step, total, image = item
-                    update = {panel.status: generation.progress_html(step, total)}
+                    timer.step(step)
+                    update = {panel.status: generation.progress_html(step, total, notes)}
                     if image is not None:
                         update[panel.preview] = image
                     yield update
@@ -117,6 +119,7 @@ def _wire_generation(panel: GeneratePanel, stack: UnitStack) -> None:
             yield {panel.status: '<span class="gen-failed">Failed: see the message</span>',
                    panel.preview: gr.update(visible=False)}
             raise
+        timer.record(request, result)
         for warning in result.warnings:
             warn(warning)
         first = np.asarray(result.images[0])
