@@ -16,7 +16,9 @@ defaults (recommended.json; the demo's CFG is 3), recommended_cfg_scale(those) t
 without one runs at (else DEFAULT_CFG_SCALE, 7.5). Pictures: fit_map(map, width, height,
 resize_mode) fits a map to a frame as generate does (annotators.fit, by sd-webui-controlnet's map
 rules); fidelity_score(kind, image, map) says how closely a picture followed a map (None: no judge
-for that kind). Files: read_recipe(png), models_dir(), outputs_dir(). Names: SAMPLERS, MODES,
+for that kind). Files: read_recipe(png), encode_png(image, recipe, infotext(request, seed, width,
+height)) (a PNG carrying its recipe, as saved), models_dir(), outputs_dir(), short_hash(source,
+role) (A1111's 8-digit model hash). Names: SAMPLERS, SAMPLER_DISPLAY_NAMES (A1111's), MODES,
 RESIZE_MODES (ControlMode and ResizeMode give AUTOMATIC1111's display name of each as its value);
 the bounds every request is checked against live in engine.limits.
 """
@@ -26,10 +28,11 @@ from annotators.image import fit as fit_map
 from . import limits, loading
 from .fidelity import score as fidelity_score
 from .generate import GenerationError, generate
+from .hashes import short_hash
 from .loading import condition_kind, models_dir, outputs_dir, recommended_settings
 from .manager import ModelManager, default_manager
-from .outputs import read_recipe
-from .samplers import SAMPLERS
+from .outputs import encode_png, infotext, read_recipe
+from .samplers import SAMPLER_DISPLAY_NAMES, SAMPLERS
 from .values import (DEFAULT_CFG_SCALE, MODES, ControlMode, ControlUnit, GenerationRequest, GenerationResult,
                      recommended_cfg_scale)
 
@@ -53,6 +56,7 @@ __all__ = [
     "ControlUnit", "GenerationRequest", "GenerationResult", "GenerationError", "generate",
     "load_backbone", "load_controlnet", "installed_models", "ModelManager", "default_manager",
     "condition_kind", "recommended_settings", "recommended_cfg_scale", "DEFAULT_CFG_SCALE",
-    "fit_map", "fidelity_score", "read_recipe", "models_dir", "outputs_dir",
-    "SAMPLERS", "MODES", "RESIZE_MODES", "ControlMode", "ResizeMode", "limits",
+    "fit_map", "fidelity_score", "read_recipe", "encode_png", "infotext", "short_hash", "models_dir",
+    "outputs_dir", "SAMPLERS", "SAMPLER_DISPLAY_NAMES", "MODES", "RESIZE_MODES", "ControlMode", "ResizeMode",
+    "limits",
 ]

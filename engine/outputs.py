@@ -3,6 +3,7 @@ AUTOMATIC1111-style `parameters` text, and reading a recipe back from such a fil
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import struct
 import zlib
 from pathlib import Path
@@ -34,6 +35,20 @@ def infotext(request: GenerationRequest, seed: int, width: int, height: int) -> 
     return "\n".join(lines)
 
 
+def _png_info(recipe_json: str, parameters: str) -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", parameters)
+    info.add_itxt(RECIPE_FORMAT, recipe_json, zip=True)
+    return info
+
+
+def encode_png(image: Image.Image, recipe_json: str, parameters: str) -> bytes:
+    """The PNG file save_png would write, as bytes (for an API answer that saves nothing)."""
+    out = io.BytesIO()
+    image.save(out, format="PNG", pnginfo=_png_info(recipe_json, parameters))
+    return out.getvalue()
+
+
 def save_png(image: Image.Image, recipe_json: str, parameters: str, folder: Path | None = None,
              seed: int | None = None) -> Path:
     """Write one image under <folder>/<date>/NNNNN-<seed>.png. The name is built from a counter
@@ -44,9 +59,7 @@ def save_png(image: Image.Image, recipe_json: str, parameters: str, folder: Path
         day.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OSError(f"cannot create the output folder {day}: {e.strerror}; set CNSTUDIO_OUTPUTS to a writable folder") from e
-    info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", parameters)
-    info.add_itxt(RECIPE_FORMAT, recipe_json, zip=True)
+    info = _png_info(recipe_json, parameters)
     numbers = [int(p.name.split("-")[0]) for p in day.glob("*.png") if p.name.split("-")[0].isdigit()]
     n = max(numbers, default=-1) + 1
     suffix = "" if seed is None else f"-{int(seed)}"

@@ -30,6 +30,8 @@ _TABLE = {
 }
 
 SAMPLERS: tuple[str, ...] = tuple(_TABLE)
+# what AUTOMATIC1111 calls each, for its API's sampler_name and the PNG's parameters text
+SAMPLER_DISPLAY_NAMES: dict[str, str] = {name: row[2] for name, row in _TABLE.items()}
 
 
 def make_scheduler(name: str, config: dict):

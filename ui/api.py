@@ -12,7 +12,6 @@ denoised estimate, as AUTOMATIC1111 does (its sampler keeps k-diffusion's `denoi
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
 
 import gradio as gr
@@ -22,36 +21,26 @@ import annotators as _annotators
 import engine
 from engine import GenerationRequest, GenerationResult
 
-from . import catalog
+from . import catalog, jobs
 from .errors import shown
 from .pictures import Picture
 
 GENERATION = "generation"        # the concurrency group every generation joins (GUI and API)
-_lock = threading.Lock()
-_current: threading.Event | None = None
 
 
-def run(request: GenerationRequest, on_step=None, stop: threading.Event | None = None) -> GenerationResult:
+def run(request: GenerationRequest, on_step=None, stop: threading.Event | None = None,
+        source: str = "gui") -> GenerationResult:
     """Generate, saving each image with its recipe; the one path every generation takes.
     `on_step(step, total, preview)` as in engine.generate; `stop`, when given, is the caller's
-    (the page sets it when its tab closes or its request is cancelled), and interrupt() sets it too."""
-    global _current
-    stop = stop or threading.Event()
-    with _lock:
-        _current = stop
-        try:
-            return engine.generate(request, on_step=on_step, stop=stop, save=True)
-        finally:
-            _current = None
+    (the page sets it when its tab closes or its request is cancelled), and interrupt() sets it
+    too. Waits its turn in the one queue (ui/jobs.py) that the GUI, this API and the REST routes share."""
+    with jobs.slot(source, stop=stop) as job:
+        return engine.generate(request, on_step=job.track(on_step), stop=job.stop, save=True)
 
 
 def interrupt() -> str:
     """End the running generation after its current step (its picture so far is kept)."""
-    stop = _current
-    if stop is None:
-        return "nothing is running"
-    stop.set()
-    return "interrupting"
+    return "interrupting" if jobs.interrupt() else "nothing is running"
 
 
 def generate(recipe_json: str) -> tuple[list, str]:
@@ -61,7 +50,7 @@ def generate(recipe_json: str) -> tuple[list, str]:
     saved, say) and prompt words the model does not know come back beside it as "warnings" and
     "ignored_words", which a recipe reader skips."""
     request = GenerationRequest.from_json(recipe_json)
-    result = run(request)
+    result = run(request, source="gradio-api")
     images = [str(p) for p in result.paths] or list(result.images)
     recipe = result.recipe
     if result.warnings or result.ignored_words or result.interrupted:

@@ -167,7 +167,8 @@ def loaded_backbone() -> str:
 
 def launch(demo, host: str = LOCALHOST, port: int = DEFAULT_PORT, auth: tuple[str, str] | None = None,
            block: bool = True, queue_size: int = DEFAULT_QUEUE_SIZE) -> str:
-    """Serve the Blocks; returns the local URL (after the server stops when `block`)."""
+    """Serve the Blocks, with AUTOMATIC1111's REST routes (ui/a1111) on the same port and behind the
+    same `auth`; returns the local URL (after the server stops when `block`)."""
     from engine import outputs_dir
     css = (Path(__file__).with_name("style.css")).read_text()
     # the page's scripts, each a function, run in turn when the page loads
@@ -176,12 +177,16 @@ def launch(demo, host: str = LOCALHOST, port: int = DEFAULT_PORT, auth: tuple[st
     outputs = outputs_dir().resolve()
     outputs.mkdir(parents=True, exist_ok=True)
     demo.queue(default_concurrency_limit=2, max_size=queue_size)
-    _, url, _ = demo.launch(
+    # A1111 registers its REST routes on the app Gradio's launch made; so does the studio, and
+    # blocks only after they are there.
+    app, url, _ = demo.launch(
         server_name=host, server_port=port, auth=auth, share=False, inbrowser=False,
         prevent_thread_lock=True, allowed_paths=[str(outputs)], css=css, js=js, footer_links=["api", "settings"],
         run_history=False, enable_monitoring=False, mcp_server=False, pwa=False, ssr_mode=False,
         max_file_size="64mb", quiet=True)
     route_server_logs()
+    from .a1111 import mount
+    mount(app, auth)
     if block:
         log.info("ready: open %s in your browser (Ctrl-C stops the studio)", url)
         demo.block_thread()

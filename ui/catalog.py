@@ -31,6 +31,20 @@ def default_backbone(backbones: list[str]) -> str:
     return backbones[0]
 
 
+_current_backbone: str | None = None
+
+
+def current_backbone() -> str:
+    """The backbone a request without one runs on: A1111's `sd_model_checkpoint` option, which the
+    REST API's /options and the GUI's picker both set; the default backbone until either does."""
+    return _current_backbone or default_backbone(models()["backbones"])
+
+
+def set_current_backbone(source: str) -> None:
+    global _current_backbone
+    _current_backbone = source
+
+
 def condition_kind(model: str | None) -> str | None:
     """The condition a control model reads, from its name (engine.condition_kind's rule)."""
     return engine.condition_kind(model) if model else None

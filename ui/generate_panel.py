@@ -90,6 +90,20 @@ class GeneratePanel:
         self.backbone.change(words_hint, [self.backbone], [self.words], show_progress="hidden")
         # .input, not .change: a dropped recipe sets the backbone too, and must keep its own scale
         self.backbone.input(catalog.recommended_cfg, [self.backbone], [self.cfg_scale], show_progress="hidden")
+        # A1111's sd_model_checkpoint: picking one here is what the REST API's /options reports
+        self.backbone.input(_pick_backbone, [self.backbone], None, show_progress="hidden", queue=False)
+
+    def show_current(self):
+        """On page load: the current backbone (which the REST API's /options may have switched), its scale."""
+        current, shown = catalog.current_backbone(), self.backbone.value
+        if current == shown:
+            return gr.update(), gr.update()
+        return gr.update(value=current), catalog.recommended_cfg(current)
+
+
+def _pick_backbone(backbone: str) -> None:
+    if backbone:
+        catalog.set_current_backbone(backbone)
 
 
 def missing_models_note(backbones: list[str]) -> str:

@@ -58,6 +58,7 @@ def build_app() -> gr.Blocks:
         _wire_generation(panel, stack)
         _wire_recipe(panel, stack)
         demo.load(words_hint, [panel.backbone], [panel.words], show_progress="hidden")
+        demo.load(panel.show_current, None, [panel.backbone, panel.cfg_scale], show_progress="hidden", queue=False)
     api.hide_gui_events(demo)
     return demo
 

@@ -64,13 +64,18 @@ def shared() -> dict:
         return _server
 
 
-def start(extra_args: tuple[str, ...] = ()) -> dict:
+def start(extra_args: tuple[str, ...] = (), models: Path | None = None,
+          auth: tuple[str, str] | None = None) -> dict:
+    """A studio of its own: `models` a models folder to serve (default: as shared() picks), `auth`
+    the --auth it asks for (readiness is then read from a REST route, with those credentials)."""
     work = Path(tempfile.mkdtemp(prefix="cnstudio-ui-tests-"))
-    chosen = os.environ.get("CNSTUDIO_UI_TEST_MODELS")
+    chosen = str(models) if models is not None else os.environ.get("CNSTUDIO_UI_TEST_MODELS")
     real = demo_installed() and not chosen
     port = free_port()
     args = [sys.executable, str(REPO / "launch.py"), "--no-install", "--port", str(port),
             "--outputs-dir", str(work / "outputs"), "--logs-dir", str(work / "logs"), *extra_args]
+    if auth is not None:
+        args += ["--auth", ":".join(auth)]
     if not real:
         args += ["--models-dir", chosen or str(tiny_demo(work / "models"))]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNSTUDIO_")}
@@ -81,11 +86,15 @@ def start(extra_args: tuple[str, ...] = ()) -> dict:
     server = {"url": url, "process": process, "outputs": work / "outputs", "real_demo": real, "log": str(log),
               "work": work}
     deadline = time.monotonic() + START_TIMEOUT_S
+    ready = urllib.request.Request(url + ("/gradio_api/info" if auth is None else "/controlnet/version"))
+    if auth is not None:
+        import base64
+        ready.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the studio exited with {process.returncode}; its log:\n{log.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(url + "/gradio_api/info", timeout=5):
+            with urllib.request.urlopen(ready, timeout=5):
                 return server
         except OSError:
             time.sleep(0.5)
