@@ -14,3 +14,24 @@ def tiny_default(monkeypatch, tiny_manager):
     import engine.manager
     monkeypatch.setattr(engine.manager, "_default", tiny_manager)
     return tiny_manager
+
+
+A1111_AUTH = ("artist", "s3cret")
+
+
+@pytest.fixture(scope="session")
+def a1111(tmp_path_factory):
+    """A studio started with --auth on a models folder holding the demo and a second backbone
+    ("tiny", for switching): {"url", "auth", ...}."""
+    from tests.tiny_models import save_backbone_folder, tiny_backbone_parts
+    from tests.ui.studio_server import DEMO, demo_installed, start, stop, tiny_demo
+    root = tmp_path_factory.mktemp("a1111-models")
+    if demo_installed():
+        (root / "demo").symlink_to(DEMO, target_is_directory=True)
+    else:
+        tiny_demo(root)
+    save_backbone_folder(tiny_backbone_parts(seed=3), root / "backbones" / "tiny")
+    server = start(models=root, auth=A1111_AUTH)
+    server["auth"] = A1111_AUTH
+    yield server
+    stop(server)
