@@ -12,6 +12,7 @@ denoised estimate, as AUTOMATIC1111 does (its sampler keeps k-diffusion's `denoi
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import gradio as gr
