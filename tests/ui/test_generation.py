@@ -50,14 +50,15 @@ def test_closing_the_stream_stops_the_generation_within_one_evaluation(tiny_defa
     and gives the lock back, so the next job does not wait for a run nobody will see."""
     import time
 
-    from ui import api
+    from ui import jobs
     items = generation.stream(GenerationRequest(backbone="tiny", width=128, height=128, steps=150, seed=2), preview_every=1e9)
     assert next(items)[:2] == ("step", 1)
     closed = time.monotonic()
     items.close()
-    assert api._lock.acquire(timeout=10), "the closed generation still holds the queue"
+    while jobs.current() is not None and time.monotonic() - closed < 10:
+        time.sleep(0.01)
+    assert jobs.current() is None, "the closed generation still holds the queue"
     waited = time.monotonic() - closed
-    api._lock.release()
     print(f"lock back {waited:.3f} s after close")
     assert waited < 2
     nxt = list(generation.stream(GenerationRequest(backbone="tiny", steps=2, seed=3), preview_every=1e9))
