@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -5,12 +7,28 @@ import torch
 from tests.tiny_models import save_world_backbone, tiny_backbone_parts, tiny_controlnet
 
 
+REQUIRE_GPU = "CNSTUDIO_REQUIRE_GPU"
+
+
 def pytest_collection_modifyitems(config, items):
-    if not torch.cuda.is_available():
-        skip = pytest.mark.skip(reason="needs a CUDA GPU")
-        for item in items:
-            if "gpu" in item.keywords:
-                item.add_marker(skip)
+    if torch.cuda.is_available():
+        return
+    # On the GPU machine (CNSTUDIO_REQUIRE_GPU=1) a GPU test that cannot run is a failure:
+    # a broken CUDA set-up must not pass as "skipped".
+    required = os.environ.get(REQUIRE_GPU) == "1"
+    for item in items:
+        if "gpu" not in item.keywords:
+            continue
+        if required:
+            item.add_marker(pytest.mark.usefixtures("_no_gpu_is_a_failure"))
+        else:
+            item.add_marker(pytest.mark.skip(reason=f"needs a CUDA GPU ({REQUIRE_GPU}=1 makes this a failure)"))
+
+
+@pytest.fixture()
+def _no_gpu_is_a_failure():
+    pytest.fail(f"{REQUIRE_GPU}=1 but torch sees no CUDA GPU (torch {torch.__version__}, "
+                f"CUDA build {torch.version.cuda}); fix the CUDA set-up or unset {REQUIRE_GPU}")
 
 
 @pytest.fixture(autouse=True)

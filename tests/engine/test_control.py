@@ -26,13 +26,27 @@ def _req(units, steps=4, **kw):
                              steps=steps, seed=7, **kw)
 
 
-def test_window_rule_matches_diffusers_keep_rule():
-    n = 10
-    for s, e in [(0.0, 1.0), (0.2, 0.5), (0.35, 0.95), (0.0, 0.1)]:
-        ours = [in_window(i, n, s, e) for i in range(n)]
-        theirs = [not (i / n < s or (i + 1) / n > e) for i in range(n)]
-        assert ours == theirs
-    assert sum(in_window(i, 20, 0.0, 0.5) for i in range(20)) == 10
+# (steps, start, end) -> the steps diffusers runs the ControlNet at. Worked out by hand from
+# pipeline_controlnet.py's keep rule, `1.0 - float(i / len(timesteps) < s or (i + 1) / len(timesteps) > e)`,
+# not by calling any code: e.g. 10 steps, 0.2-0.5: i/10 >= 0.2 gives i >= 2, (i+1)/10 <= 0.5 gives i <= 4.
+KEPT_STEPS = [
+    (10, 0.0, 1.0, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
+    (10, 0.2, 0.5, [2, 3, 4]),
+    (10, 0.35, 0.95, [4, 5, 6, 7, 8]),
+    (10, 0.0, 0.1, [0]),
+    (10, 0.3, 0.7, [3, 4, 5, 6]),        # both bounds land exactly on a step: kept (strict < and >)
+    (20, 0.0, 0.5, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
+    (8, 0.5, 1.0, [4, 5, 6, 7]),
+    (7, 0.1, 0.9, [1, 2, 3, 4, 5]),
+    (4, 0.25, 0.75, [1, 2]),
+    (3, 0.0, 0.5, [0]),
+    (3, 0.4, 0.6, []),                   # a window narrower than a step keeps none
+]
+
+
+@pytest.mark.parametrize("steps, start, end, kept", KEPT_STEPS)
+def test_window_keeps_the_steps_diffusers_keeps(steps, start, end, kept):
+    assert [i for i in range(steps) if in_window(i, steps, start, end)] == kept
 
 
 def test_unit_outside_its_window_is_not_called(tiny_manager, tiny_nets, control_maps):

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -61,7 +62,7 @@ def test_values_are_frozen_and_independent_of_caller_arrays():
     u = ControlUnit("m", image)
     image[:] = 255                    # the caller's later edits must not change the unit
     assert u.image.max() == 0
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         u.weight = 2.0
     with pytest.raises(ValueError):
         u.image[0, 0, 0] = 1

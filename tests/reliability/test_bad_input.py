@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from gradio_client.exceptions import AppError
 
 from engine import ControlUnit, GenerationError, GenerationRequest, generate
 from tests.reliability.cases import CASES, Corrected, Refused, check_corrected, recipe_text
@@ -42,7 +43,7 @@ def test_python_api(case, manager):
 def test_http_api(case, client, studio):
     text, expect = recipe_text(case), case[2]
     if isinstance(expect, Refused):
-        with pytest.raises(Exception) as e:
+        with pytest.raises(AppError) as e:
             client.predict(text, api_name="/generate")
         message = str(e.value)
         assert GENERIC not in message and "Traceback" not in message
@@ -100,7 +101,7 @@ def test_http_annotate_refusals(case, client, tmp_path):
     from gradio_client import handle_file
     _, name, params, words = case
     Image.new("RGB", (1, 1), "white").save(tmp_path / "one.png")
-    with pytest.raises(Exception) as e:
+    with pytest.raises(AppError) as e:
         client.predict(name, handle_file(str(tmp_path / "one.png")), params, api_name="/annotate")
     assert GENERIC not in str(e.value)
     for w in words:

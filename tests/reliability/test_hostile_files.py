@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
+from gradio_client.exceptions import AppError
 
 from engine import GenerationRequest, read_recipe
 from engine.limits import MAX_RECIPE_BYTES
@@ -27,7 +28,7 @@ OUTPUT_NAME = re.compile(r"^\d{5}-\d+\.png$")
 def test_hostile_checkpoint_over_http_is_refused_and_runs_nothing(name, client, hostile_models):
     recipe = base_recipe()
     recipe["request"]["units"][0]["model"] = name
-    with pytest.raises(Exception) as e:
+    with pytest.raises(AppError) as e:
         client.predict(json.dumps(recipe), api_name="/generate")
     assert "exec" in str(e.value) and ".safetensors" in str(e.value)
     assert not (hostile_models / MARKER).exists()

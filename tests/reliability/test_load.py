@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from gradio_client.utils import QueueError
 
 from engine import read_recipe
 from tests.reliability.cases import base_recipe
@@ -133,7 +134,7 @@ def test_queue_full_is_a_clean_message_and_interrupt_lets_the_next_job_run(small
         _wait_for(job, (Status.IN_QUEUE,))
         waiting.append(job)
     extra = Client(url, verbose=False).submit(job_recipe(CLIENTS, 0), api_name="/generate")
-    with pytest.raises(Exception) as e:
+    with pytest.raises(QueueError) as e:
         extra.result(timeout=60)
     assert "Queue is full" in str(e.value) and "Traceback" not in str(e.value)
     assert not running.done()

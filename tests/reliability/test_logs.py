@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
+from gradio_client.exceptions import AppError
 
 from ui import app
 from ui.errors import shown
@@ -55,7 +56,7 @@ def test_over_http_the_client_gets_a_message_and_the_log_the_traceback(log_file)
     app.launch(blocks, port=port, block=False)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        with pytest.raises(Exception) as e:
+        with pytest.raises(AppError) as e:
             client.predict(api_name="/boom")
         assert "internal state went bad" in str(e.value) and "Traceback" not in str(e.value)
         assert 'File "' not in str(e.value)

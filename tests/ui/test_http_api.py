@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
+from gradio_client.exceptions import AppError
 
 from engine import ControlUnit, GenerationRequest, read_recipe
 
@@ -43,7 +44,7 @@ def test_annotate_sends_a_picture_and_gets_the_map(client, tmp_path):
 def test_annotate_errors_come_back_as_messages(client, tmp_path):
     from gradio_client import handle_file
     Image.new("RGB", (32, 32), "white").save(tmp_path / "w.png")
-    with pytest.raises(Exception, match="has no parameter 'sigma'"):
+    with pytest.raises(AppError, match="has no parameter 'sigma'"):
         client.predict("canny", handle_file(str(tmp_path / "w.png")), '{"sigma": 2}', api_name="/annotate")
 
 
@@ -61,7 +62,7 @@ def test_generate_returns_pngs_that_carry_their_recipe(client):
 def test_generate_errors_say_what_to_fix(client):
     bad = json.loads(GenerationRequest(steps=2).to_json())
     bad["request"]["width"] = 70
-    with pytest.raises(Exception, match="width 70 is not a multiple of 8; try 72"):
+    with pytest.raises(AppError, match="width 70 is not a multiple of 8; try 72"):
         client.predict(json.dumps(bad), api_name="/generate")
 
 
