@@ -12,6 +12,24 @@ from tests.tiny_models import tiny_backbone_parts, tiny_controlnet
 
 pytestmark = pytest.mark.gpu
 
+# fp16 graphs and fused kernels round differently from eager PyTorch: a few pixel levels at most,
+# well under a real divergence (a dropped unit moves the picture far more, see `_units_matter`).
+MAX_PX = 8.0
+MEAN_PX = 1.0
+
+
+def _close(a, b, what: str) -> None:
+    diff = np.abs(a - b) * 255
+    print(f"{what}: mean {diff.mean():.4f} px, max {diff.max():.3f} px")
+    assert diff.mean() <= MEAN_PX and diff.max() <= MAX_PX, (what, float(diff.mean()), float(diff.max()))
+
+
+def _units_matter(req, manager, image) -> None:
+    """The same request without its units must look different, or a fast path that dropped
+    them would pass the parity checks."""
+    bare = render(req.replace(units=()), manager)[0]
+    assert np.abs(bare - image).max() * 255 > 4 * MAX_PX, "the units changed nothing; parity would prove nothing"
+
 
 def _managers(compile=False):
     parts = tiny_backbone_parts(0)
@@ -42,15 +60,14 @@ def test_fast_path_matches_eager_and_does_not_recapture(control_maps):
     eager, fast = _managers()
     for mode in ("balanced", "control"):
         req = _req(control_maps, mode=mode)
-        a, b = render(req, eager)[0], render(req, fast).images
-        diff = np.abs(a - b) * 255
-        print(f"mode {mode}: mean {diff.mean():.4f} px, max {diff.max():.3f} px")
-        assert diff.mean() <= 1.0
+        a, b = render(req, eager).images, render(req, fast).images
+        _close(a, b, f"mode {mode}")
+        _units_matter(req, eager, a)
     captured = fast.predictor.captures
     for change in (dict(seed=9), dict(weight=0.4), dict(prompt="a blue heart"), dict(end=0.75)):
         req = _req(control_maps, mode="control", **change)
-        a, b = render(req, eager)[0], render(req, fast).images
-        assert np.abs(a - b).mean() * 255 <= 1.0
+        a, b = render(req, eager).images, render(req, fast).images
+        _close(a, b, f"changed {change}")
     assert fast.predictor.captures == captured, "a new seed, weight, prompt or window captured new graphs"
 
 
@@ -60,11 +77,11 @@ def test_compiled_fast_path_serves_at_once_then_matches_eager(control_maps):
     first = render(req, fast).images                      # served by the plain graphs while compiling
     assert not any(g.compiled for g in fast.predictor._graphs.values())
     fast.predictor.wait_compiled()
-    a, b = render(req, eager)[0], render(req, fast).images
+    a, b = render(req, eager).images, render(req, fast).images
     assert all(g.compiled for g in fast.predictor._graphs.values())
-    diff = np.abs(a - b) * 255
-    print(f"compiled: mean {diff.mean():.4f} px, max {diff.max():.3f} px")
-    assert diff.mean() <= 1.0 and np.abs(first - a).mean() * 255 <= 1.0
+    _close(a, b, "compiled")
+    _close(first, a, "served while compiling")
+    _units_matter(req, eager, a)
 
 
 def test_a_shape_whose_graph_would_not_fit_is_served_eagerly(control_maps, monkeypatch):
@@ -74,11 +91,11 @@ def test_a_shape_whose_graph_would_not_fit_is_served_eagerly(control_maps, monke
     monkeypatch.setattr(fast_module, "CAPTURE_SLACK", 10**15)   # no GPU has a petabyte free
     eager, fast = _managers()
     req = _req(control_maps)
-    a, b = render(req, eager)[0], render(req, fast).images
+    a, b = render(req, eager).images, render(req, fast).images
     assert fast.predictor.captures == 0 and fast.predictor.eager_shapes >= 1
-    assert np.abs(a - b).mean() * 255 <= 1.0
+    _close(a, b, "served eagerly")
     monkeypatch.setattr(fast_module, "CAPTURE_SLACK", 0)
     fast.free_cache()
     c = render(req, fast).images
     assert fast.predictor.captures >= 1, "with room again, the shape is captured"
-    assert np.abs(a - c).mean() * 255 <= 1.0
+    _close(a, c, "captured again")
