@@ -17,9 +17,11 @@ measurements are in bench/RESULTS.md.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
+import weakref
 from dataclasses import dataclass, replace
 
 import torch
@@ -72,6 +74,7 @@ class GraphedPredictor:
         self._graphs: dict = {}
         self._pool = None
         self._lock = threading.Lock()
+        self._token_lock = threading.Lock()
         self._pending: dict[tuple, object] = {}  # key -> capture args, then its compiling thread
         self._ready: dict[tuple, tuple] = {}
         # Held while capturing and while a background compile runs kernels: a capture must never
@@ -79,7 +82,12 @@ class GraphedPredictor:
         self._gate = threading.Lock()
         self.max_graphs = max_graphs
         self.compile = compile
-        self._compiled_unets: dict = {}
+        # Graphs and compiled modules are keyed by a number given to each module once and never
+        # reused, not by id(): CPython hands a freed module's address to the next one. `forget`
+        # (the manager calls it on eviction) drops what a module's number names.
+        self._tokens: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._next_token = itertools.count()
+        self._compiled_unets: dict[int, torch.nn.Module] = {}
         if compile:
             torch._dynamo.config.cache_size_limit = max(64, torch._dynamo.config.cache_size_limit)
         # One compiled ControlNet forward serves every net of an architecture: parameters are inputs.
@@ -92,11 +100,35 @@ class GraphedPredictor:
         self.use_streams = streams
         self._streams: list = []
 
-    @staticmethod
-    def _key(unet, units, x, t, text, cfg_scale):
-        return (id(unet), tuple(x.shape), x.dtype, tuple(text.shape), t.dtype, cfg_scale is not None,
-                tuple((id(u.net), u.cond_only, u.pooled, u.mask is not None, tuple(u.embedding.shape))
+    def _token(self, module) -> int:
+        with self._token_lock:
+            token = self._tokens.get(module)
+            if token is None:
+                token = self._tokens[module] = next(self._next_token)
+            return token
+
+    def _key(self, unet, units, x, t, text, cfg_scale):
+        return (self._token(unet), tuple(x.shape), x.dtype, tuple(text.shape), t.dtype, cfg_scale is not None,
+                tuple((self._token(u.net), u.cond_only, u.pooled, u.mask is not None, tuple(u.embedding.shape))
                       for u in units))
+
+    @staticmethod
+    def _uses(key, token: int) -> bool:
+        return key[0] == token or any(unit[0] == token for unit in key[-1])
+
+    def forget(self, module) -> None:
+        """Drop every graph, pending compile and compiled module that holds `module` (an evicted
+        UNet or ControlNet), so nothing here keeps it, or its GPU memory, alive."""
+        with self._token_lock:
+            token = self._tokens.pop(module, None)
+        if token is None:
+            return
+        self.wait_compiled()    # a background compile holds the module until it ends
+        with self._lock:
+            for table in (self._graphs, self._pending, self._ready):
+                for key in [k for k in table if self._uses(k, token)]:
+                    del table[key]
+            self._compiled_unets.pop(token, None)
 
     def __call__(self, unet, units, x, t, text, cfg_scale):
         t = t if torch.is_tensor(t) else torch.tensor(t)
@@ -149,9 +181,10 @@ class GraphedPredictor:
 
     def wait_compiled(self, timeout: float | None = None) -> None:
         """Block until background compilation has finished (benchmarks, tests)."""
-        for worker in set(self._pending.values()):
-            if isinstance(worker, threading.Thread):
-                worker.join(timeout)
+        # Pending entries are capture arguments (unhashable) until their compiling thread starts.
+        workers = {id(w): w for w in list(self._pending.values()) if isinstance(w, threading.Thread)}
+        for worker in workers.values():
+            worker.join(timeout)
 
     def _store(self, key, g: _Graph) -> None:
         if key not in self._graphs and len(self._graphs) >= self.max_graphs:
@@ -167,7 +200,10 @@ class GraphedPredictor:
         scfg = None if cfg_scale is None else torch.tensor(float(cfg_scale), device=device, dtype=x.dtype)
         net, forward = unet, controlnet_forward
         if compiled:
-            net = self._compiled_unets.setdefault(id(unet), torch.compile(unet, dynamic=False))
+            token = self._token(unet)
+            if token not in self._compiled_unets:
+                self._compiled_unets[token] = torch.compile(unet, dynamic=False)
+            net = self._compiled_unets[token]
             forward = self._cn_forward
 
         if self.use_streams:

@@ -65,33 +65,25 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
     backbone = manager.backbone(request.backbone)
     width = request.width or backbone.native_size
     height = request.height or backbone.native_size
+    # a unit at weight 0 adds nothing; skipping it keeps the cost at zero too
+    active = [unit for unit in request.active_units if unit.weight != 0]
     nets, units = [], []
     out_of_memory = False
     try:
-        for unit in request.active_units:
-            if unit.weight == 0:
-                continue  # adds nothing; skipping it keeps the cost at zero too
-            net = manager.controlnet(unit.model, backbone).net
-            nets.append(net)
-            if manager.offload:
-                net.to(backbone.device)
-            units.append(prepare_unit(unit, net, width, height, backbone.device, backbone.dtype))
+        nets = [manager.controlnet(unit.model, backbone).net for unit in active]
         seeds = resolve_seeds(request)
         cfg = backbone.cfg_scale if request.cfg_scale is None else request.cfg_scale
         resolved = request.replace(seed=seeds[0], cfg_scale=cfg)
-        done = denoise(backbone, units, resolved, width, height, seeds,
-                       _reporter(on_step, backbone, resolved, width, height), stop, predict=manager.predictor)
-        if hasattr(manager.predictor, "generation_done"):
-            manager.predictor.generation_done()
-        arrays = decode(backbone, done.result, resolved, width, height)
+        with manager.placed(nets):
+            units = [prepare_unit(unit, net, width, height, backbone.device, backbone.dtype)
+                     for unit, net in zip(active, nets)]
+            done = denoise(backbone, units, resolved, width, height, seeds,
+                           _reporter(on_step, backbone, resolved, width, height), stop, predict=manager.predictor)
+            arrays = decode(backbone, done.result, resolved, width, height)
     except torch.OutOfMemoryError:
         # raised after this block: the error's traceback holds the loop's tensors, so memory
         # can be freed only once it is gone (and the GenerationError must not keep it as context)
         out_of_memory = True
-    finally:
-        if manager.offload:
-            for net in nets:
-                net.to("cpu")
     if out_of_memory:
         units.clear()
         manager.free_cache()
@@ -99,6 +91,7 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
             f"The {backbone.device.type.upper()} ran out of memory making {request.batch_size} image(s) of "
             f"{width}x{height} with {len(nets)} control unit(s). Try a smaller size or batch, fewer units, "
             "or start the studio with --offload to keep idle ControlNets off the GPU.")
+    manager.generation_done()
     return Rendered(arrays, seeds, resolved, done.interrupted, backbone, width, height)
 
 
