@@ -8,7 +8,8 @@
 Values: ControlUnit, GenerationRequest (JSON via .to_json()/.from_json(), the recipe),
 GenerationResult. Running: generate(request, on_step=None, stop=None); it raises ValueError
 for a request that cannot run as asked and GenerationError (e.g. out of memory) for a failed run.
-Models: load_backbone(source), load_controlnet(source), installed_models(), ModelManager, where a
+Models: load_backbone(source), load_controlnet(source), installed_models(), ModelManager (build_manager(fast=, compile=, offload=) builds one with the
+documented CNSTUDIO_FAST/COMPILE/OFFLOAD overrides for options left None), where a
 source is "demo", "demo:<kind>", a diffusers folder, a single .safetensors/.ckpt/.pth file, a name
 under models/, or a hub id from the local cache (engine.loading); condition_kind(name) is the
 condition a control model reads, by its name; recommended_settings(source) a backbone's own
@@ -30,7 +31,7 @@ from .fidelity import score as fidelity_score
 from .generate import GenerationError, generate
 from .hashes import short_hash
 from .loading import condition_kind, models_dir, outputs_dir, recommended_settings
-from .manager import ModelManager, default_manager
+from .manager import ModelManager, build_manager, default_manager
 from .outputs import encode_png, infotext, read_recipe
 from .samplers import SAMPLER_DISPLAY_NAMES, SAMPLERS
 from .values import (DEFAULT_CFG_SCALE, MODES, ControlMode, ControlUnit, GenerationRequest, GenerationResult,
@@ -54,7 +55,7 @@ def installed_models() -> dict:
 
 __all__ = [
     "ControlUnit", "GenerationRequest", "GenerationResult", "GenerationError", "generate",
-    "load_backbone", "load_controlnet", "installed_models", "ModelManager", "default_manager",
+    "load_backbone", "load_controlnet", "installed_models", "ModelManager", "build_manager", "default_manager",
     "condition_kind", "recommended_settings", "recommended_cfg_scale", "DEFAULT_CFG_SCALE",
     "fit_map", "fidelity_score", "read_recipe", "encode_png", "infotext", "short_hash", "models_dir",
     "outputs_dir", "SAMPLERS", "SAMPLER_DISPLAY_NAMES", "MODES", "RESIZE_MODES", "ControlMode", "ResizeMode",

@@ -36,7 +36,8 @@ def run(request: GenerationRequest, on_step=None, stop: threading.Event | None =
     (the page sets it when its tab closes or its request is cancelled), and interrupt() sets it
     too. Waits its turn in the one queue (ui/jobs.py) that the GUI, this API and the REST routes share."""
     with jobs.slot(source, stop=stop) as job:
-        return engine.generate(request, on_step=job.track(on_step), stop=job.stop, save=True)
+        return engine.generate(request, on_step=job.track(on_step), stop=job.stop, save=True,
+                               manager=catalog.manager())
 
 
 def interrupt() -> str:

@@ -139,14 +139,13 @@ def apply_folders(args: argparse.Namespace) -> None:
         os.environ["CNSTUDIO_ANNOTATORS"] = str(Path(args.annotators_dir).expanduser().resolve())
 
 
-def apply_gpu_options(args: argparse.Namespace) -> None:
-    """For engine.manager.env_options, read when the first generation builds the model manager."""
-    if args.offload:
-        os.environ["CNSTUDIO_OFFLOAD"] = "1"
-    if args.no_fast_path:
-        os.environ["CNSTUDIO_FAST"] = "0"
-    if args.no_compile:
-        os.environ["CNSTUDIO_COMPILE"] = "0"
+def build_manager(args: argparse.Namespace):
+    """The studio's model manager, from its flags; an option no flag sets keeps the engine's
+    default or its documented environment override (engine.build_manager)."""
+    import engine
+    return engine.build_manager(fast=False if args.no_fast_path else None,
+                                compile=False if args.no_compile else None,
+                                offload=True if args.offload else None)
 
 
 def loaded_backbone() -> str:
@@ -156,7 +155,7 @@ def loaded_backbone() -> str:
     from . import catalog
     name = catalog.default_backbone(catalog.models()["backbones"])
     try:
-        manager = engine.default_manager()
+        manager = catalog.manager()
         manager.backbone(name)
     except (OSError, ValueError, engine.GenerationError) as e:
         log.warning("backbone %s not loaded: %s", name, e, exc_info=e)
@@ -197,7 +196,6 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     offline_environment()
     apply_folders(args)
-    apply_gpu_options(args)
     if args.logs_dir:
         os.environ["CNSTUDIO_LOGS"] = str(Path(args.logs_dir).expanduser().resolve())
     log_file = configure_logging()
@@ -206,7 +204,7 @@ def main(argv: list[str]) -> int:
     if warning:
         log.warning(warning)
     from .layout import build_app
-    demo = build_app()
+    demo = build_app(build_manager(args))
     log.info("%s", loaded_backbone())
     launch(demo, host="0.0.0.0" if args.listen else LOCALHOST, port=args.port, auth=args.auth, block=True,
            queue_size=args.queue_size)

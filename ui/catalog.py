@@ -14,6 +14,19 @@ log = logging.getLogger("ui")
 NO_ANNOTATOR = "none"          # the source picture is the map, used as it is
 DEMO_BACKBONE = "demo"
 
+_manager = None                # the studio's model manager (ui.app builds it from the flags)
+
+
+def use_manager(manager) -> None:
+    """Serve every generation and backbone look-up from `manager`."""
+    global _manager
+    _manager = manager
+
+
+def manager():
+    """The studio's model manager, else the engine's default one."""
+    return _manager if _manager is not None else engine.default_manager()
+
 
 def models() -> dict[str, list[str]]:
     """{"backbones": [...], "controlnets": [...]}: what a user can pick, the demo's first."""
@@ -106,7 +119,7 @@ def known_words(backbone: str) -> list[str] | None:
     """The words a small-vocabulary backbone (the demo) can read, or None for a full vocabulary
     or one that cannot be read. Loads the backbone (which the first generation needs anyway)."""
     try:
-        vocab = engine.load_backbone(backbone).tokenizer.get_vocab()
+        vocab = manager().backbone(backbone).tokenizer.get_vocab()
     except (OSError, ValueError) as e:
         log.info("no vocabulary for %s: %s", backbone, e)
         return None

@@ -22,8 +22,12 @@ from .upload_tab import UploadTab
 TITLE = "ControlNet Studio"
 
 
-def build_app() -> gr.Blocks:
-    """The Blocks of the studio, with the HTTP API endpoints registered."""
+def build_app(manager=None) -> gr.Blocks:
+    """The Blocks of the studio, with the HTTP API endpoints registered. Every generation and
+    backbone look-up of the page and the API goes through `manager` (an engine.ModelManager;
+    default: the engine's own)."""
+    if manager is not None:
+        catalog.use_manager(manager)
     installed = catalog.models()
     with gr.Blocks(title=TITLE, analytics_enabled=False, fill_width=True) as demo:
         with gr.Row(equal_height=False):

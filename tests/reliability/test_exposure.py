@@ -21,7 +21,7 @@ def started(monkeypatch, tmp_path):
     """main(argv) with the page and the server replaced: what it would bind, and what it logged."""
     seen = {}
     import ui.layout
-    monkeypatch.setattr(ui.layout, "build_app", lambda: "blocks")
+    monkeypatch.setattr(ui.layout, "build_app", lambda manager=None: "blocks")
     monkeypatch.setattr(app, "launch", lambda demo, **kw: seen.update(kw))
     monkeypatch.delenv("CNSTUDIO_LOGS", raising=False)
 

@@ -20,15 +20,34 @@ def test_flags():
     assert (args.listen, args.port, args.auth, args.models_dir) == (True, 9000, ("ann", "s3:cret"), "m")
 
 
-def test_gpu_flags_reach_the_engines_manager(monkeypatch):
-    from engine.manager import env_options
+def test_gpu_flags_build_the_studios_manager_without_the_environment(monkeypatch):
+    import os
+
+    import engine
     for name in ("CNSTUDIO_OFFLOAD", "CNSTUDIO_FAST", "CNSTUDIO_COMPILE"):
         monkeypatch.delenv(name, raising=False)
-    assert env_options() == {"fast": None, "compile": True, "offload": False}   # None: on where CUDA is
-    app.apply_gpu_options(app.parse_args(["--offload", "--no-compile"]))
-    assert env_options() == {"fast": None, "compile": False, "offload": True}
-    app.apply_gpu_options(app.parse_args(["--no-fast-path"]))
-    assert env_options()["fast"] is False
+    before = dict(os.environ)
+    manager = app.build_manager(app.parse_args(["--offload", "--no-compile"]))
+    assert isinstance(manager, engine.ModelManager) and manager.offload and manager.predictor is None
+    assert dict(os.environ) == before, "the flags went through os.environ"
+    assert not app.build_manager(app.parse_args([])).offload
+    # the documented override still works where no flag says otherwise
+    monkeypatch.setenv("CNSTUDIO_OFFLOAD", "1")
+    assert app.build_manager(app.parse_args([])).offload
+
+
+def test_the_studio_serves_from_the_manager_it_was_built_with(monkeypatch, tiny_manager):
+    from engine import GenerationRequest
+    from ui import api, catalog
+    from ui.layout import build_app
+    monkeypatch.setattr(catalog, "_manager", None)
+    asked = []
+    serve = tiny_manager.backbone
+    monkeypatch.setattr(tiny_manager, "backbone", lambda source: asked.append(source) or serve(source))
+    build_app(tiny_manager)
+    catalog.known_words("tiny")
+    result = api.run(GenerationRequest(backbone="tiny", width=64, height=64, steps=1, seed=1))
+    assert len(result.images) == 1 and asked == ["tiny", "tiny"]
 
 
 @pytest.mark.parametrize("argv", [["--auth", "nopass"], ["--auth", ":x"], ["--port", "0"]])

@@ -198,7 +198,7 @@ def _pixel_perfect(picture: np.ndarray, payload: Txt2Img, resize_mode: str) -> f
     """The extension's pixel-perfect detect resolution: the map's short side once fitted to the frame."""
     width, height = payload.width, payload.height
     if width is None or height is None:
-        native = engine.load_backbone(catalog.current_backbone()).native_size
+        native = catalog.manager().backbone(catalog.current_backbone()).native_size
         width, height = width or native, height or native
     raw_h, raw_w = picture.shape[:2]
     k_h, k_w = height / raw_h, width / raw_w

@@ -32,7 +32,8 @@ def generate(payload: Txt2Img) -> dict:
     with jobs.slot("rest", batches=len(plan.requests)) as job:
         for k, request in enumerate(plan.requests):
             job.batch = k
-            results.append(engine.generate(request, on_step=job.track(None), stop=job.stop, save=plan.save))
+            results.append(engine.generate(request, on_step=job.track(None), stop=job.stop, save=plan.save,
+                                           manager=catalog.manager()))
             if results[-1].interrupted or job.stop.is_set():
                 break
     images, infotexts, seeds, interrupted, ignored = [], [], [], False, []
@@ -137,7 +138,7 @@ def set_options(payload, query: dict) -> dict:
         source = mapping._at(("sd_model_checkpoint",), names.model_source, payload["sd_model_checkpoint"],
                              names.backbones(), "backbone")
         with jobs.slot("options"):
-            engine.load_backbone(source)
+            catalog.manager().backbone(source)
         catalog.set_current_backbone(source)
     return {}
 
