@@ -44,8 +44,14 @@ def prepare_unit(unit, net, width: int, height: int, device, dtype) -> PreparedU
     cfg = net.config
     if cfg.get("class_embed_type") or cfg.get("addition_embed_type"):
         raise ValueError(f"ControlNet {unit.model!r} needs extra embeddings (SDXL-style); only SD 1.x/2.x ControlNets are supported")
+    order = cfg.get("controlnet_conditioning_channel_order", "rgb")
+    if order not in ("rgb", "bgr"):
+        raise ValueError(f"ControlNet {unit.model!r} has controlnet_conditioning_channel_order {order!r} in its "
+                         "config; only 'rgb' and 'bgr' exist: fix its config.json")
     image = fit(unit.image, width, height, unit.resize_mode)
     cond = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255.0)
+    if order == "bgr":   # a net trained on OpenCV's channel order reads the map flipped, as diffusers does
+        cond = cond.flip(1)
     with torch.no_grad():
         embedding = net.controlnet_cond_embedding(cond.to(device=device, dtype=dtype))
     mask = None

@@ -101,3 +101,30 @@ def test_img2img_equals_controlnet_img2img_pipeline(tiny_manager, tiny_parts, ti
                controlnet_conditioning_scale=1.0).images
     ours = _ours(tiny_manager, [ControlUnit("cn0", control_maps[0])], init_image=init, strength=0.6)
     _close(ours, ref)
+
+
+def test_a_bgr_controlnet_reads_its_map_as_diffusers_does(tiny_parts, control_maps):
+    """A net whose config says controlnet_conditioning_channel_order "bgr" gets the map's channels
+    reversed (diffusers' ControlNetModel.forward); on a map whose channels differ that matters."""
+    from engine.manager import ModelManager
+    from engine.models import Backbone, ControlModel
+    from tests.tiny_models import tiny_controlnet
+    p = tiny_parts
+    colour = np.zeros((64, 64, 3), np.uint8)
+    colour[:, :32, 0] = 255          # red left, blue right: BGR reads them swapped
+    colour[:, 32:, 2] = 255
+    colour[16:48, 16:48, 1] = 160
+    rgb = tiny_controlnet(p["unet"], seed=7)
+    bgr = tiny_controlnet(p["unet"], seed=7)
+    bgr.register_to_config(controlnet_conditioning_channel_order="bgr")
+    m = ModelManager(device="cpu", dtype=torch.float32)
+    m.add(Backbone("tiny", p["unet"], p["vae"], p["text_encoder"], p["tokenizer"], p["scheduler_config"]))
+    m.add(ControlModel("bgr", bgr))
+    m.add(ControlModel("rgb", rgb))
+    pipe = _pipe(StableDiffusionControlNetPipeline, p, controlnet=bgr)
+    ref = pipe(PROMPT, Image.fromarray(colour), negative_prompt=NEG, num_inference_steps=STEPS,
+               guidance_scale=CFG, generator=_gens(), height=64, width=64, output_type="np").images
+    ours = _ours(m, [ControlUnit("bgr", colour)])
+    _close(ours, ref)
+    as_rgb = _ours(m, [ControlUnit("rgb", colour)])
+    assert np.abs(ours - as_rgb).max() > 1e-2, "the channel order changed nothing; the test would prove nothing"
