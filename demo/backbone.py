@@ -1,6 +1,7 @@
 """Training the demo backbone from scratch on the world: first the VAE (pixels <-> 4x16x16
 latents), then the UNet and the text encoder together on the VAE's latents (noise prediction,
-min-SNR weighting, 10% empty captions so CFG works, EMA weights). Each stage checkpoints and
+min-SNR weighting and EMA from diffusers.training_utils, the target in the scheduler's prediction type
+(engine.training.objective), 10% empty captions so CFG works). Each stage checkpoints and
 resumes, so it can be run in slices of a few minutes. `assemble` writes the locked backbone
 as a diffusers pipeline folder in fp16."""
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.loading import RECOMMENDED_FILE
-from engine.training import checkpoints, data
+from engine.training import checkpoints, data, objective
 
 from . import architecture, dataset, stages, vocab, world
 from .stages import BackboneConfig
@@ -111,25 +112,11 @@ def _captions(captions: list[str], cfg: BackboneConfig, step: int) -> list[str]:
     return out
 
 
-class EMA:
-    """Exponential moving average of parameters (kept in float32 beside the model)."""
-
-    def __init__(self, modules: list[torch.nn.Module], decay: float):
-        self.params = [p for m in modules for p in m.parameters()]
-        self.shadow = [p.detach().clone().float() for p in self.params]
-        self.decay = decay
-
-    @torch.no_grad()
-    def update(self, step: int) -> None:
-        d = min(self.decay, (1 + step) / (10 + step))
-        torch._foreach_mul_(self.shadow, d)
-        torch._foreach_add_(self.shadow, [p.detach().float() for p in self.params], alpha=1 - d)
-
-    @torch.no_grad()
-    def copy_to(self, modules: list[torch.nn.Module]) -> None:
-        params = [p for m in modules for p in m.parameters()]
-        for p, s in zip(params, self.shadow):
-            p.copy_(s.to(p.dtype))
+def make_ema(modules: list[torch.nn.Module], decay: float):
+    """diffusers' EMAModel over the UNet's and the text encoder's parameters together (its
+    warm-up: decay min(decay, (1 + n) / (10 + n)) after n updates)."""
+    from diffusers.training_utils import EMAModel
+    return EMAModel([p for m in modules for p in m.parameters()], decay=decay, foreach=True)
 
 
 def train_unet(cfg: BackboneConfig, max_seconds: float | None = None) -> dict | None:
@@ -162,16 +149,13 @@ def train_unet(cfg: BackboneConfig, max_seconds: float | None = None) -> dict | 
     unet.to(device).train()
     text_encoder.to(device).train()
     modules = [unet, text_encoder]
-    ema = EMA(modules, cfg.ema_decay)
+    ema = make_ema(modules, cfg.ema_decay)
     if ckpt is not None:
-        ema_unet = UNet2DConditionModel.from_pretrained(str(ckpt / "unet_ema"))
-        ema_te = CLIPTextModel.from_pretrained(str(ckpt / "text_encoder_ema"))
-        ema.shadow = [p.detach().float().to(device) for m in (ema_unet, ema_te) for p in m.parameters()]
+        _load_ema(ckpt, ema, start, device)
     opt = torch.optim.AdamW([p for m in modules for p in m.parameters()], lr=cfg.unet_lr, weight_decay=1e-2)
     if ckpt is not None:
         checkpoints.load_optimizer(ckpt, opt)
     sched = DDPMScheduler.from_config(architecture.SCHEDULER_CONFIG)
-    alphas = sched.alphas_cumprod.to(device)
     batches = iter(data.loader(dataset.WorldDataset(None, cfg.size, seed=cfg.seed + 2), cfg.unet_batch, start,
                                workers=cfg.workers))
     scale = vae.config.scaling_factor
@@ -187,17 +171,15 @@ def train_unet(cfg: BackboneConfig, max_seconds: float | None = None) -> dict | 
             latents = vae.encode(x).latent_dist.sample(g).float() * scale
         noise = torch.randn(latents.shape, generator=g, device=device)
         t = torch.randint(0, sched.config.num_train_timesteps, (x.shape[0],), generator=g, device=device)
-        a = alphas[t].view(-1, 1, 1, 1)
-        noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+        noisy, target = objective.noisy_and_target(sched, latents, noise, t)
         with stages.autocast(device):
             text = text_encoder(ids)[0]
             pred = unet(noisy, t, encoder_hidden_states=text, return_dict=False)[0].float()
-        snr = alphas[t] / (1 - alphas[t])
-        weight = torch.clamp(snr, max=cfg.min_snr) / snr       # min-SNR-gamma for noise prediction
-        loss = (weight * F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))).mean()
+        weight = objective.min_snr_weights(sched, t, cfg.min_snr)
+        loss = (weight * F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))).mean()
         stages.optimizer_step(loss, [p for m in modules for p in m.parameters()], opt)
         step += 1
-        ema.update(step)
+        ema.step([p for m in modules for p in m.parameters()])
         loss_ema = loss.item() if loss_ema is None else 0.98 * loss_ema + 0.02 * loss.item()
         if step % cfg.log_every == 0:
             print(f"unet step {step}/{cfg.unet_steps} loss {loss_ema:.4f} {time.monotonic() - started:.0f}s", flush=True)
@@ -207,7 +189,7 @@ def train_unet(cfg: BackboneConfig, max_seconds: float | None = None) -> dict | 
                                   seconds_before + time.monotonic() - started)
             if out_of_time:
                 return None
-    ema.copy_to(modules)
+    ema.copy_to([p for m in modules for p in m.parameters()])
     unet.save_pretrained(str(folder / "final" / "unet"), safe_serialization=True)
     text_encoder.save_pretrained(str(folder / "final" / "text_encoder"), safe_serialization=True)
     return stages.finish(folder, {"steps": step, "loss": loss_ema, "batch": cfg.unet_batch,
@@ -245,13 +227,28 @@ def seed_from(cfg: BackboneConfig, previous: str | Path, earlier_stages: dict, u
                                                   "from": str(previous)}))
 
 
+EMA_FILE = "ema.pt"
+
+
 def _save_unet_checkpoint(folder, step, unet, text_encoder, ema, opt, loss_ema, seconds_total) -> None:
-    import copy
-    ema_unet, ema_te = copy.deepcopy(unet), copy.deepcopy(text_encoder)
-    ema.copy_to([ema_unet, ema_te])
-    checkpoints.save(folder, step, {"unet": unet, "text_encoder": text_encoder, "unet_ema": ema_unet,
-                                    "text_encoder_ema": ema_te}, opt,
-                     {"loss": loss_ema, "seconds_total": seconds_total})
+    checkpoints.save(folder, step, {"unet": unet, "text_encoder": text_encoder}, opt,
+                     {"loss": loss_ema, "seconds_total": seconds_total},
+                     tensors={EMA_FILE: ema.state_dict()})
+
+
+def _load_ema(ckpt: Path, ema, step: int, device) -> None:
+    """The EMA's saved state (its averages and update count); a checkpoint from before EMAModel
+    holds the averages as model folders instead, taken at `step` updates."""
+    state = checkpoints.load_tensors(ckpt, EMA_FILE)
+    if state is None:
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
+        old = (UNet2DConditionModel.from_pretrained(str(ckpt / "unet_ema")),
+               CLIPTextModel.from_pretrained(str(ckpt / "text_encoder_ema")))
+        state = {"shadow_params": [p.detach().float() for m in old for p in m.parameters()],
+                 "optimization_step": step}
+    ema.load_state_dict(state)
+    ema.to(device=device)
 
 
 def assemble(cfg: BackboneConfig, out: str | Path) -> Path:

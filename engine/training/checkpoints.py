@@ -27,8 +27,10 @@ def latest(output_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def save(output_dir: str | Path, step: int, models: dict, optimizer, state: dict, keep: int = 2) -> Path:
-    """Write checkpoint `step`: models (name -> module with save_pretrained), optimizer, state."""
+def save(output_dir: str | Path, step: int, models: dict, optimizer, state: dict, keep: int = 2,
+         tensors: dict | None = None) -> Path:
+    """Write checkpoint `step`: models (name -> module with save_pretrained), optimizer, state,
+    and `tensors` (file name -> a state dict of tensors and numbers, e.g. an EMA's)."""
     output_dir = Path(output_dir)
     final = output_dir / f"{PREFIX}{step:07d}"
     tmp = output_dir / f".tmp-{PREFIX}{step:07d}"
@@ -38,6 +40,8 @@ def save(output_dir: str | Path, step: int, models: dict, optimizer, state: dict
         model.save_pretrained(str(tmp / name), safe_serialization=True)
     if optimizer is not None:
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    for name, value in (tensors or {}).items():
+        torch.save(value, tmp / name)
     (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=1))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
@@ -57,3 +61,10 @@ def load_optimizer(checkpoint: Path, optimizer) -> bool:
         return False
     optimizer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return True
+
+
+def load_tensors(checkpoint: Path, name: str):
+    """A state saved with save(tensors=...), or None if the checkpoint has none of that name
+    (weights_only: tensors, numbers and containers of them)."""
+    path = checkpoint / name
+    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None

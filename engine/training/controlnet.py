@@ -3,7 +3,8 @@
 The trainable copy is made from the locked UNet (`ControlNetModel.from_unet`: encoder and
 middle block copied, zero convolutions, a condition encoder with one stride-2 stage per
 factor of the VAE's scale). The backbone (UNet, VAE, text encoder) never changes. The loss is
-the usual noise prediction; captions become "" with probability `prompt_dropout` (0.5 in the
+the usual denoising loss in the backbone's own parametrisation (noise, or velocity for
+v-prediction backbones such as SD 2.x 768-v: `objective`); captions become "" with probability `prompt_dropout` (0.5 in the
 paper) so the net learns to read the condition by itself. In small-compute mode only the
 middle block is connected for the first `mid_only_steps` steps, then every link.
 
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..loading import load_backbone_components
-from . import checkpoints, data
+from . import checkpoints, data, objective
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ def train(cfg: TrainConfig, parts: dict | None = None) -> Path:
             group["lr"] = cfg.learning_rate
     controlnet, optimizer = acc.prepare(controlnet, optimizer)
     noise_scheduler = DDPMScheduler.from_config(parts["scheduler_config"])
-    alphas = noise_scheduler.alphas_cumprod.to(acc.device)
+    objective.prediction_type(noise_scheduler)   # refuse a backbone we cannot train before any work
 
     train_set, held_out = data.datasets(cfg.data, tokenizer, size, cfg.kind, cfg.seed, cfg.annotator,
                                          cfg.control_dir)
@@ -220,11 +221,10 @@ def train(cfg: TrainConfig, parts: dict | None = None) -> Path:
         noise = torch.randn(latents.shape, generator=g, device=acc.device)
         t = _draw_timesteps(cfg.timesteps, noise_scheduler.config.num_train_timesteps, latents.shape[0], g,
                             acc.device)
-        a = alphas[t].view(-1, 1, 1, 1)
-        noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+        noisy, target = objective.noisy_and_target(noise_scheduler, latents, noise, t)
         with acc.autocast():
             pred = controlled_noise_pred(unet, controlnet, noisy, t, text, cond, mid_only=step < cfg.mid_only_steps)
-        loss = F.mse_loss(pred.float(), noise)
+        loss = F.mse_loss(pred.float(), target)
         acc.backward(loss)
         if acc.sync_gradients and cfg.max_grad_norm:
             acc.clip_grad_norm_(controlnet.parameters(), cfg.max_grad_norm)
