@@ -13,7 +13,8 @@ studies run on it. It sits above the engine: `engine` knows nothing of it.
   renderer draws for the map's keypoints) and `depth_judge` (a small learned depth reader).
 
 Importing `demo` registers what the engine looks up by name: the world's judges with
-engine.fidelity (seg, openpose, depth) and the world as the trainer's dataset `world`.
+engine.fidelity (seg, openpose, depth; they score the demo's models only, real models get
+annotator judges) and the world as the trainer's dataset `world`.
 """
 from __future__ import annotations
 

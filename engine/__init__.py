@@ -16,12 +16,13 @@ condition a control model reads, by its name; recommended_settings(source) a bac
 defaults (recommended.json; the demo's CFG is 3), recommended_cfg_scale(those) the scale a request
 without one runs at (else DEFAULT_CFG_SCALE, 7.5). Pictures: fit_map(map, width, height,
 resize_mode) fits a map to a frame as generate does (annotators.fit, by sd-webui-controlnet's map
-rules); fidelity_score(kind, image, map) says how closely a picture followed a map (None: no judge
-for that kind). Files: read_recipe(png), encode_png(image, recipe, infotext(request, seed, width,
-height)) (a PNG carrying its recipe, as saved), models_dir(), outputs_dir(), short_hash(source,
-role) (A1111's 8-digit model hash). Names: SAMPLERS, SAMPLER_DISPLAY_NAMES (A1111's), MODES,
-RESIZE_MODES (ControlMode and ResizeMode give AUTOMATIC1111's display name of each as its value);
-the bounds every request is checked against live in engine.limits.
+rules); fidelity_score(kind, image, map, model=None, annotator=None) says how closely a picture
+followed a map (a real model's by re-annotating the picture; the demo's by its world's judges;
+None: no judge applies). Files: read_recipe(png), encode_png(image, recipe, infotext(request,
+seed, width, height)) (a PNG carrying its recipe, as saved), models_dir(), outputs_dir(),
+short_hash(source, role) (A1111's 8-digit model hash). Names: SAMPLERS, SAMPLER_DISPLAY_NAMES
+(A1111's), MODES, RESIZE_MODES (ControlMode and ResizeMode give AUTOMATIC1111's display name of
+each as its value); the bounds every request is checked against live in engine.limits.
 """
 from annotators.image import RESIZE_MODES, ResizeMode
 from annotators.image import fit as fit_map

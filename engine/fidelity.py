@@ -1,12 +1,21 @@
 """Condition fidelity: how closely a generated picture follows the control map it was made from.
 
-`score(kind, image, control_map)` is a number in [0, 1] (higher follows better), or None where
-no judge exists yet for that kind of condition. The GUI's fidelity meter, the training loop's
-fidelity curve and the demo model's quality tests all call it, so they agree.
+`score(kind, image, control_map, model=None, annotator=None, annotator_params=None)` is a number
+in [0, 1] (higher follows better), or None where no judge applies. The GUI's fidelity meter, the
+training loop's fidelity curve and the demo model's quality tests all call it, so they agree.
 
-Edge kinds (scribble, canny, lineart, softedge, mlsd, ...): F1 between the picture's edges
-and the map's lines, where a pixel counts as matched if the other side has an edge within
-EDGE_TOLERANCE pixels (the usual boundary F1 of edge-detection benchmarks).
+Which judge depends on the model:
+- The demo's models (`demo`, `demo:<kind>`; model=None: the caller scores pictures of the demo's
+  own world, as training on it and its studies do): the registered judges. Edge kinds (scribble,
+  canny, lineart, softedge, mlsd, ...) get F1 between the picture's edges and the map's lines, a
+  pixel counting as matched if the other side has an edge within EDGE_TOLERANCE pixels (the usual
+  boundary F1 of edge-detection benchmarks); the demo package registers its world's seg, openpose
+  and depth judges (demo/__init__.py), which apply to demo models only.
+- Any other model: judges built from annotators only. The picture is annotated again, with the
+  unit's own annotator where it makes maps of that kind and its weights are present, else with
+  the weight-free annotator of that kind, and the two maps are compared with one measure per map
+  type (`compare_maps`): line F1 for line maps and poses, label agreement for segmentation,
+  correlation for depth and normals. No annotator of the kind, or no measure: None.
 
 Other kinds register their judges here (`register`): the demo model's package registers its
 world's seg, openpose and depth judges when it is imported (demo/__init__.py).
@@ -33,21 +42,30 @@ PICTURE_CANNY = (50, 120)
 # Maps whose colours are labels: resized without blending them.
 LABEL_KINDS = ("seg",)
 
+# Map kinds compared as lines (an OpenPose map's limbs are lines too).
+LINE_KINDS = EDGE_KINDS + ("openpose",)
+FIELD_KINDS = ("depth", "normal")
+
 Judge = Callable[[np.ndarray, np.ndarray], "float | None"]
 _JUDGES: dict[str, Judge] = {}
 _NATIVE: set[str] = set()
 
 
 def register(kind: str, judge: Judge, native_map: bool = False) -> None:
-    """Add (or replace) the judge of one condition kind. native_map=True: the judge gets the
-    map at its own size and fits it to the picture itself."""
+    """Add (or replace) the judge of one condition kind for the demo's models. native_map=True:
+    the judge gets the map at its own size and fits it to the picture itself."""
     _JUDGES[kind] = judge
     (_NATIVE.add if native_map else _NATIVE.discard)(kind)
 
 
 def kinds() -> list[str]:
-    """Condition kinds that have a judge."""
+    """Condition kinds that have a judge for the demo's models."""
     return sorted(_JUDGES)
+
+
+def is_demo(model: str | None) -> bool:
+    """Whether the registered (demo world) judges apply: the demo's models, or None (the demo's world)."""
+    return model is None or model == "demo" or model.startswith("demo:")
 
 
 def _rgb(image, name: str) -> np.ndarray:
@@ -94,16 +112,64 @@ def edge_score(image: np.ndarray, control_map: np.ndarray) -> float | None:
     return edge_f1(picture_edges(image), lines)
 
 
-def score(kind: str, image, control_map) -> float | None:
+def score(kind: str, image, control_map, model: str | None = None, annotator: str | None = None,
+          annotator_params: dict | None = None) -> float | None:
     """How well `image` (HxWx3) follows `control_map` (HxWx3, resized to the image if needed)
-    for a ControlNet of condition `kind`; None where no judge exists for that kind."""
-    judge = _JUDGES.get(kind)
-    if judge is None:
-        return None
+    for a ControlNet `model` of condition `kind` (None: a model of the demo's world); `annotator`
+    and its params: what made the map. None where no judge applies."""
     img, cmap = _rgb(image, "image"), _rgb(control_map, "control_map")
-    if cmap.shape[:2] != img.shape[:2] and kind not in _NATIVE:
+    demo = is_demo(model)
+    judge = _JUDGES.get(kind) if demo else None
+    if demo and judge is None:
+        return None
+    if cmap.shape[:2] != img.shape[:2] and not (demo and kind in _NATIVE):
         cmap = fit(cmap, img.shape[1], img.shape[0], labels=kind in LABEL_KINDS)
-    return judge(img, cmap)
+    if demo:
+        return judge(img, cmap)
+    return annotator_score(kind, img, cmap, annotator, annotator_params)
+
+
+def judge_annotator(kind: str, annotator: str | None = None) -> str | None:
+    """The annotator that re-reads pictures for a non-demo model of `kind`: the unit's own where
+    it makes `kind` maps and its weights are present, else a weight-free one of `kind` (the one
+    named like the kind first); None where there is none."""
+    import annotators
+    if annotator and annotator in annotators.names():
+        spec = annotators.spec(annotator)
+        if spec["kind"] == kind and spec["weights_present"]:
+            return annotator
+    free = [n for n in annotators.names() if annotators.spec(n)["kind"] == kind and not annotators.spec(n)["learned"]]
+    return kind if kind in free else (free[0] if free else None)
+
+
+def annotator_score(kind: str, image: np.ndarray, control_map: np.ndarray, annotator: str | None = None,
+                    annotator_params: dict | None = None) -> float | None:
+    """The picture annotated again (judge_annotator) and compared with the map (compare_maps)."""
+    if kind not in LINE_KINDS + LABEL_KINDS + FIELD_KINDS:
+        return None
+    name = judge_annotator(kind, annotator)
+    if name is None:
+        return None
+    import annotators
+    params = dict(annotator_params or {}) if name == annotator else {}
+    return compare_maps(kind, annotators.run(name, image, **params), control_map)
+
+
+def compare_maps(kind: str, found: np.ndarray, wanted: np.ndarray) -> float | None:
+    """Agreement of two maps of one kind and size, in [0, 1]: line F1 for line maps, the share of
+    pixels with the same label for segmentation, the (non-negative) correlation for depth and
+    normals. None for a wanted map with nothing to follow, or a kind without a measure."""
+    if kind in LINE_KINDS:
+        wanted_lines = map_lines(wanted)
+        return edge_f1(map_lines(found), wanted_lines) if wanted_lines.any() else None
+    if kind in LABEL_KINDS:
+        return float(np.all(found == wanted, axis=2).mean())
+    if kind in FIELD_KINDS:
+        a, b = found.astype(np.float64).ravel(), wanted.astype(np.float64).ravel()
+        if a.std() == 0 or b.std() == 0:
+            return None
+        return max(0.0, float(np.corrcoef(a, b)[0, 1]))
+    return None
 
 
 for _kind in EDGE_KINDS:

@@ -129,14 +129,17 @@ def known_words(backbone: str) -> list[str] | None:
     return words or None
 
 
-def fidelity(model: str, image, control_map) -> float | None:
-    """How well `image` followed `control_map` for the control model `model`, from
-    engine.fidelity_score; None where there is no judge (unknown kind, or a picture it cannot read)."""
+def fidelity(model: str, image, control_map, annotator: str | None = None,
+             annotator_params: dict | None = None) -> float | None:
+    """How well `image` followed `control_map` for the control model `model` (whose map
+    `annotator` made, if any), from engine.fidelity_score; None where there is no judge (unknown
+    kind, no annotator to judge a real model with, or a picture it cannot read)."""
     kind = condition_kind(model)
     if kind is None:
         return None
     try:
-        return engine.fidelity_score(kind, image, control_map)
+        return engine.fidelity_score(kind, image, control_map, model=model, annotator=annotator,
+                                     annotator_params=annotator_params)
     except ValueError as e:
         log.warning("fidelity of %s not measured: %s", model, e)
         return None

@@ -104,7 +104,7 @@ def fidelity_text(unit: ControlUnit, image: np.ndarray) -> str:
     if not unit.enabled:
         return ""
     control_map = _as_generated(unit, image.shape[1], image.shape[0])
-    score = catalog.fidelity(unit.model, image, control_map)
+    score = catalog.fidelity(unit.model, image, control_map, unit.annotator, unit.annotator_params)
     if score is None:
         return "Fidelity: no judge for this kind of control"
     filled = round(score * 10)

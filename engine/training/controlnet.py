@@ -189,7 +189,9 @@ def train(cfg: TrainConfig, parts: dict | None = None) -> Path:
         if not evals:
             return
         images = generate_batch(parts, acc.unwrap_model(controlnet), evals, cfg.eval_steps, cfg.eval_cfg, size=size)
-        value = mean_fidelity(cfg.kind, images, evals)
+        # the demo world's judges read the world's pictures only; real pictures get annotator judges
+        value = mean_fidelity(cfg.kind, images, evals, model=None if cfg.data == "world" else cfg.output_dir,
+                              annotator=cfg.annotator)
         fid_log.add(step, value, loss, seconds_before + time.monotonic() - started)
         acc.print(f"step {step}: {cfg.kind} fidelity {value}")
 

@@ -77,8 +77,11 @@ def generate_batch(parts: dict, controlnet, items: list[EvalItem], steps: int = 
     return out
 
 
-def mean_fidelity(kind: str, images: list[np.ndarray], items: list[EvalItem]) -> float | None:
-    scores = [fidelity.score(kind, im, it.control_map) for im, it in zip(images, items)]
+def mean_fidelity(kind: str, images: list[np.ndarray], items: list[EvalItem], model: str | None = None,
+                  annotator: str | None = None) -> float | None:
+    """model None: pictures of the demo's world (its judges apply); else a real model's name."""
+    scores = [fidelity.score(kind, im, it.control_map, model=model, annotator=annotator)
+              for im, it in zip(images, items)]
     scores = [s for s in scores if s is not None]
     return float(np.mean(scores)) if scores else None
 
