@@ -129,6 +129,9 @@ class GraphedPredictor:
                 for key in [k for k in table if self._uses(k, token)]:
                     del table[key]
             self._compiled_unets.pop(token, None)
+            if not self._graphs:
+                # the graphs' memory pool outlives them while the handle is held: let it go too
+                self._pool = None
 
     def __call__(self, unet, units, x, t, text, cfg_scale):
         t = t if torch.is_tensor(t) else torch.tensor(t)

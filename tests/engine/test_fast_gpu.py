@@ -27,7 +27,7 @@ def _close(a, b, what: str) -> None:
 def _units_matter(req, manager, image) -> None:
     """The same request without its units must look different, or a fast path that dropped
     them would pass the parity checks."""
-    bare = render(req.replace(units=()), manager)[0]
+    bare = render(req.replace(units=()), manager).images
     assert np.abs(bare - image).max() * 255 > 4 * MAX_PX, "the units changed nothing; parity would prove nothing"
 
 
