@@ -2,7 +2,6 @@
 path's caches, and offload is reference-counted, so threads sharing a net never move it from
 under each other. (On the GPU, with real memory moves: test_placement_gpu.py.)"""
 import gc
-import threading
 import weakref
 
 import numpy as np
@@ -13,6 +12,7 @@ from engine.control import prepare_unit
 from engine.fast import GraphedPredictor
 from engine.manager import ModelManager
 from engine.models import Backbone, ControlModel
+from tests.engine.overlapping import run_overlapping
 from tests.tiny_models import save_backbone_folder, tiny_controlnet
 
 
@@ -75,29 +75,8 @@ def test_two_threads_sharing_a_net_with_offload_keep_it_placed(tiny_parts, contr
     net.to = lambda target, *a, **k: where.update(at="device" if torch.device(target) == m.device else "idle") or net
     hooks = [mod.register_forward_pre_hook(lambda *_: seen.append(where["at"]))
              for mod in (net.conv_in, net.controlnet_cond_embedding)]
-    both_running, first_done = threading.Barrier(2, timeout=60), threading.Event()
-
-    def on_step(i):
-        def step(n, total, preview):
-            if n == 1:
-                both_running.wait()
-            if i == 1 and n == 2:
-                first_done.wait(60)   # the second runs on after the first has finished
-        return step
-
-    results = [None, None]
-
-    def run(i):
-        results[i] = generate(reqs[i], on_step=on_step(i), manager=m, save=False)
-        if i == 0:
-            first_done.set()
-
     try:
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
+        results = run_overlapping(reqs, m, timeout=60)
     finally:
         for h in hooks:
             h.remove()

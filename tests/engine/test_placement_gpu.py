@@ -2,7 +2,6 @@
 and two threads with offload sharing a net both finish with the right pictures while `.to()`
 really moves the weights. Figures are printed (run with -s)."""
 import gc
-import threading
 import weakref
 
 import numpy as np
@@ -12,6 +11,7 @@ import torch
 from engine import ControlUnit, GenerationRequest, generate
 from engine.manager import ModelManager
 from engine.models import Backbone, ControlModel
+from tests.engine.overlapping import run_overlapping
 from tests.tiny_models import tiny_backbone_parts, tiny_controlnet
 
 pytestmark = pytest.mark.gpu
@@ -75,29 +75,8 @@ def test_two_threads_with_offload_sharing_a_net_both_get_the_right_pictures(cont
 
     seen = []
     hooks = [n.conv_in.register_forward_pre_hook(lambda mod, _: seen.append(mod.weight.device.type)) for n in nets]
-    both_running, first_done = threading.Barrier(2, timeout=120), threading.Event()
-
-    def on_step(i):
-        def step(n, total, preview):
-            if n == 1:
-                both_running.wait()
-            if i == 1 and n == 2:
-                first_done.wait(120)
-        return step
-
-    results = [None, None]
-
-    def run(i):
-        results[i] = generate(reqs[i], on_step=on_step(i), manager=offload, save=False)
-        if i == 0:
-            first_done.set()
-
     try:
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(300)
+        results = run_overlapping(reqs, offload, timeout=120)
     finally:
         for h in hooks:
             h.remove()
