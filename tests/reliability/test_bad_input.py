@@ -131,6 +131,9 @@ def test_server_still_generates_after_every_bad_input(client, studio):
     from tests.reliability.cases import base_recipe
     gallery, recipe = client.predict(json.dumps(base_recipe()), api_name="/generate")
     assert len(gallery) == 1 and json.loads(recipe)["seed"] == 3
-    # no bad input reached a handler as an unexpected error (a crash): none logged, no traceback printed
-    logged = (studio["logs"] / "studio.log").read_text() + Path(studio["log"]).read_text()
-    assert "handler failed" not in logged and "Traceback" not in logged
+    # No bad input reached a handler as an unexpected error (a crash): the log file keeps a
+    # traceback for every message shown (a WARNING), but no ERROR line; the terminal shows none.
+    logged = (studio["logs"] / "studio.log").read_text()
+    assert "shown to the user (generate)" in logged
+    assert not [line for line in logged.splitlines() if " ERROR " in line]
+    assert "Traceback" not in Path(studio["log"]).read_text()
