@@ -64,6 +64,15 @@ def prepare_module(module: torch.nn.Module, channels_last: bool = True) -> torch
     return module
 
 
+def _release_cublas_workspaces() -> None:
+    """cuBLAS's per-stream workspaces live in the caching allocator until cleared (PyTorch's own
+    leak checks and inductor's CUDA graph trees clear them too); with no graph left, nothing
+    here needs them, and they are made again on the next matmul."""
+    clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+    if clear is not None and torch.cuda.is_available():
+        clear()
+
+
 class GraphedPredictor:
     """Drop-in for engine.denoise.predict_noise on CUDA. One per model manager; thread-safe."""
 
@@ -99,6 +108,7 @@ class GraphedPredictor:
         # Several units' ControlNets are independent: on their own streams they overlap on the GPU.
         self.use_streams = streams
         self._streams: list = []
+        self._side: dict = {}
 
     def _token(self, module) -> int:
         with self._token_lock:
@@ -132,6 +142,7 @@ class GraphedPredictor:
             if not self._graphs:
                 # the graphs' memory pool outlives them while the handle is held: let it go too
                 self._pool = None
+                _release_cublas_workspaces()
 
     def __call__(self, unet, units, x, t, text, cfg_scale):
         t = t if torch.is_tensor(t) else torch.tensor(t)
@@ -228,7 +239,7 @@ class GraphedPredictor:
             torch.cuda.synchronize()
             before = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()
-            side = torch.cuda.Stream()
+            side = self._side_stream("warm")
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side), torch.inference_mode():
                 for _ in range(2):  # outside the graph: cuDNN/cuBLAS choose their kernels here
@@ -250,6 +261,14 @@ class GraphedPredictor:
         self.capture_seconds += time.perf_counter() - start
         return _Graph(graph, sx, st, stext, scfg, static_units, out, compiled)
 
+    def _side_stream(self, job: str):
+        """One stream per job, made once: cuBLAS keeps a workspace (32 MiB on Hopper) for every
+        stream it has run on, so a new stream per capture or compile would pile them up."""
+        stream = self._side.get(job)
+        if stream is None:
+            stream = self._side[job] = torch.cuda.Stream()
+        return stream
+
     @staticmethod
     def _room_for(peak: int) -> bool:
         need = int(peak * CAPTURE_MARGIN) + CAPTURE_SLACK
@@ -262,7 +281,7 @@ class GraphedPredictor:
         start = time.perf_counter()
         try:
             static = self._static(unet, units, x, t, text, cfg_scale, compiled=True)
-            stream = torch.cuda.Stream()
+            stream = self._side_stream("compile")
             with self._gate, torch.cuda.stream(stream), torch.inference_mode():
                 for _ in range(2):  # compiles, autotunes and warms up, off the serving thread's stream
                     static[0]()
@@ -284,3 +303,4 @@ class GraphedPredictor:
             # alive (an exception's frames), and PyTorch asserts when a capture joins a pool whose
             # graphs are all gone but whose blocks are not.
             self._pool = None
+            _release_cublas_workspaces()
