@@ -17,6 +17,9 @@
   openpose_face / openpose_full (one person, with hands and face) and person_mask use the models
   inside mediapipe 0.10.21's wheel, and mlsd uses OpenCV's LSD; `spec(name)["uses"]` says which
   runs here ("weights", "bundled", "built-in" or "none").
+- `availability()`: {name: {"ready", "uses", "missing" (weight file names), "label"}} for every
+  annotator as this machine stands, one answer for every list (the page marks each annotator
+  "ready" or "needs weights: <files>" before it is picked); a bundled model extends it.
 - Learned annotators read weights from `weights_dir()` (`models/annotators/`, or $CNSTUDIO_ANNOTATORS,
   or `set_weights_dir(path)`) or the local HF cache, never the network.
 Errors are ValueErrors that say what was wrong and what is allowed.
@@ -27,10 +30,10 @@ from .pose import parse_pose, pose_style, render_pose
 from .pose_read import pose_from_map
 from .pose_detect import detect_pose
 from .segmentation_paint import add_palette, snap_to_palette
-from .registry import Param, default_for, list_annotators as list, names, run, spec  # noqa: A001
+from .registry import Param, availability, default_for, list_annotators as list, names, run, spec  # noqa: A001
 from .weights import set_weights_dir, weights_dir
 from .image import RESIZE_MODES, ResizeMode, fit, to_mask, to_rgb
 
-__all__ = ["run", "default_for", "list", "names", "spec", "render_pose", "parse_pose", "pose_style",
+__all__ = ["run", "availability", "default_for", "list", "names", "spec", "render_pose", "parse_pose", "pose_style",
            "pose_from_map", "detect_pose", "add_palette", "snap_to_palette", "set_weights_dir", "weights_dir",
            "Param", "to_rgb", "to_mask", "fit", "RESIZE_MODES", "ResizeMode"]

@@ -124,6 +124,21 @@ class Annotator:
                 raise
             raise ValueError(f"{e} Without them it would use {self.bundled.what}, but {problem}.") from None
 
+    def availability(self) -> dict:
+        """Whether it runs on this machine now, before anyone picks it: {"ready", "uses" (as in
+        to_json), "missing" (the short names of its absent weights), "problem" (why the bundled
+        model cannot stand in, or None)}. The one answer the page's lists and to_json read; an
+        annotator with a bundled model (bundled.Bundled) is ready when that model can run."""
+        found = [(need, need.locate()) for need in self.weights]
+        present = all(path is not None for _, path in found)
+        problem = self.bundled.problem() if self.bundled is not None else None
+        uses = ("weights" if self.weights and present else
+                "bundled" if self.bundled is not None and problem is None else
+                "none" if self.weights or self.bundled is not None else "built-in")
+        return {"ready": uses != "none", "uses": uses,
+                "missing": [need.short() for need, path in found if path is None],
+                "problem": problem, "found": [path for _, path in found]}
+
     def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
         """Every declared parameter's value: the given ones checked, the rest at their defaults."""
         known = {p.name: p for p in self.params}
@@ -136,19 +151,18 @@ class Annotator:
         return {n: (p.check(self.name, params[n]) if n in params else p.default) for n, p in known.items()}
 
     def to_json(self) -> dict:
-        found = [(need, need.locate()) for need in self.weights]
+        state = self.availability()
+        found = list(zip(self.weights, state["found"]))
         bundled = self.bundled.to_json() if self.bundled is not None else None
-        present = all(path is not None for _, path in found)
         return {
             "name": self.name,
             "kind": self.kind,
             "description": self.description,
             "learned": bool(self.weights),
-            "weights_present": present,
+            "weights_present": not state["missing"],
             # what runs now: its own weights, the bundled model standing in for them, or nothing
-            "uses": ("weights" if self.weights and present else
-                     "bundled" if bundled and bundled["available"] else
-                     "none" if self.weights or bundled else "built-in"),
+            "uses": state["uses"],
+            "ready": state["ready"],
             "bundled": bundled,
             "weights": [{**need.to_json(), "found_at": None if path is None else str(path)} for need, path in found],
             "params": [p.to_json() for p in self.params],
@@ -195,6 +209,25 @@ def default_for(kind: str | None) -> str | None:
     if kind in _REGISTRY and _REGISTRY[kind].kind == kind:
         return kind
     return next((n for n in names() if _REGISTRY[n].kind == kind), None)
+
+
+def availability() -> dict[str, dict]:
+    """{name: {"ready", "uses", "missing", "problem", "label"}} for every annotator, as this
+    machine stands now: which run (built-in, with their weights, or on a bundled model) and which
+    need weights, with the files' names, so a list can say so before anyone picks one."""
+    out = {}
+    for name in names():
+        state = _REGISTRY[name].availability()
+        state.pop("found")
+        if state["uses"] == "none":
+            label = (f"{name} — needs weights: {', '.join(state['missing'])}" if state["missing"] else
+                     f"{name} — cannot run here: {state['problem']}")
+        elif state["uses"] == "bundled":
+            label = f"{name} — ready (bundled model)"
+        else:
+            label = f"{name} — ready"
+        out[name] = {**state, "label": label}
+    return out
 
 
 def list_annotators() -> list[dict]:

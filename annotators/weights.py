@@ -54,6 +54,10 @@ class WeightFile:
         return (f"{self.filename}: put it in {weights_dir()} "
                 f"(it comes from https://huggingface.co/{self.repo}/blob/main/{self.filename})")
 
+    def short(self) -> str:
+        """The name a list shows for it: the file's own name."""
+        return self.filename
+
     def to_json(self) -> dict:
         return {"file": self.filename, "repo": self.repo, "folder": str(weights_dir())}
 
@@ -82,6 +86,10 @@ class ModelFolder:
         return (f"a {self.what} model folder: save one of {', '.join(self.repos)} "
                 f"(https://huggingface.co/{first}: config.json, model.safetensors, preprocessor_config.json) "
                 f"as {weights_dir() / first.split('/')[-1]}")
+
+    def short(self) -> str:
+        """The name a list shows for it: the folder it is looked for under."""
+        return f"{self.repos[0].split('/')[-1]} folder"
 
     def to_json(self) -> dict:
         return {"model": self.what, "repos": list(self.repos), "folder": str(weights_dir())}

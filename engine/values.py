@@ -87,6 +87,21 @@ def annotate(name: str, picture: Any, params: dict | None = None) -> np.ndarray:
     return annotators.run(name, to_rgb(picture, f"picture for annotator {name!r}"), **params)
 
 
+def _checked_pose(pose: Any, model: str) -> dict:
+    """`pose` as plain OpenPose JSON (a dict), checked; ValueError saying what is wrong."""
+    from annotators import parse_pose   # lazy, as annotate()
+    if isinstance(pose, str):
+        try:
+            pose = json.loads(pose)
+        except ValueError as e:
+            raise ValueError(f"the pose of unit {model!r} is not OpenPose JSON ({e})") from None
+    try:
+        parse_pose(pose)
+        return json.loads(json.dumps(pose))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"the pose of unit {model!r} is not OpenPose JSON: {e}") from None
+
+
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ValueError(f"{name} {value!r} is not one of: {', '.join(allowed)}")
@@ -113,6 +128,9 @@ class ControlUnit:
     enabled: bool = True
     annotator: str | None = None
     annotator_params: dict = field(default_factory=dict)
+    # The skeleton the map was drawn from (OpenPose JSON), so that a restored recipe brings the
+    # pose back into an editor; None for a map that no pose made. The map stays what acts.
+    pose: dict | None = None
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass)
@@ -144,13 +162,16 @@ class ControlUnit:
         except (TypeError, ValueError) as e:
             raise ValueError(f"annotator_params must hold plain JSON values: {e}") from None
         set_("annotator_params", params)
+        if self.pose is not None:
+            set_("pose", _checked_pose(self.pose, self.model))
 
     def to_dict(self) -> dict:
+        extra = {} if self.pose is None else {"pose": self.pose}   # old recipes' JSON stays as it was
         return {
             "model": self.model, "image": _encoded(self, "image", self.image), "weight": self.weight,
             "start": self.start, "end": self.end, "mode": self.mode, "mask": _encoded(self, "mask", self.mask),
             "resize_mode": self.resize_mode, "enabled": self.enabled, "annotator": self.annotator,
-            "annotator_params": self.annotator_params,
+            "annotator_params": self.annotator_params, **extra,
         }
 
     @classmethod

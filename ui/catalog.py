@@ -82,6 +82,17 @@ def annotator_names() -> list[str]:
     return list(annotators.names())
 
 
+def annotator_choices() -> list[tuple[str, str]]:
+    """(label, name) of every annotator for a dropdown: each marked as ready here or as needing
+    weights, with the files' names (annotators.availability), before anyone picks it."""
+    try:
+        found = annotators.availability()
+    except (OSError, ValueError) as e:   # a broken weights folder must not stop the page building
+        log.warning("cannot tell which annotators are ready: %s", e)
+        return [(n, n) for n in annotator_names()]
+    return [(found[n]["label"], n) for n in annotator_names()]
+
+
 def annotator_spec(name: str | None) -> dict | None:
     """annotators.spec(name), or None for "use as is"."""
     if not name or name == NO_ANNOTATOR:

@@ -44,13 +44,14 @@ class GeneratePanel:
         self.limit_note = gr.HTML("", elem_id="limit-note")   # filled by page_limits.js when a value is clamped
         with gr.Row():
             self.generate = gr.Button("Generate", variant="primary", elem_id="generate")
-            self.interrupt = gr.Button("Interrupt", variant="stop", elem_id="interrupt")
+            # off until a generation of this page runs (ui.layout turns it on and off again)
+            self.interrupt = gr.Button("Interrupt", variant="stop", elem_id="interrupt", interactive=False)
         self.status = gr.Markdown("", elem_id="status")
         self.preview = gr.Image(label="Step preview", type="numpy", interactive=False, height=200, visible=False,
                                 elem_id="step-preview")
         self.gallery = gr.Gallery(label="Results (saved PNGs with their recipe; download keeps it)", format="png",
                                   columns=2, height=420, buttons=["download", "fullscreen"], interactive=False,
-                                  elem_id="gallery")
+                                  object_fit="contain", elem_id="gallery")
         self.recipe_drop = gr.File(label="Drop a PNG made here (on this box or anywhere on the page) to bring "
                                          "back every field and unit", file_types=[".png"], type="filepath",
                                    height=90, elem_id="recipe-drop")

@@ -4,6 +4,7 @@ places the parts and connects them; each part's own events live with it."""
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 
 import gradio as gr
@@ -60,7 +61,7 @@ def build_app(manager=None) -> gr.Blocks:
         _wire_sends(stack, upload, upload_send, "upload")
         _wire_sends(stack, pose, pose_send, "pose")
         _wire_generation(panel, stack)
-        _wire_recipe(panel, stack)
+        _wire_recipe(panel, stack, pose)
         demo.load(words_hint, [panel.backbone], [panel.words], show_progress="hidden")
         demo.load(panel.show_current, None, [panel.backbone, panel.cfg_scale], show_progress="hidden", queue=False)
     api.hide_gui_events(demo)
@@ -78,9 +79,9 @@ def _wire_sends(stack: UnitStack, tab, buttons: list, source: str) -> None:
     for i, button in enumerate(buttons):
         unit = stack.units[i]
         if source == "pose":
-            def send(cmap, model, i=i):
-                return stack.sent(i, source, cmap, None, {}, model)
-            inputs = [tab.map, unit.model]
+            def send(cmap, pose, model, i=i):
+                return stack.sent(i, source, cmap, None, {}, model, pose)
+            inputs = [tab.map, tab.editor, unit.model]
         else:
             def send(cmap, annotator, *rest, i=i, tab=tab):
                 *params, model = rest
@@ -92,7 +93,10 @@ def _wire_sends(stack: UnitStack, tab, buttons: list, source: str) -> None:
 def _wire_generation(panel: GeneratePanel, stack: UnitStack) -> None:
     per_unit = len(stack.units[0].fields)
     fidelity = [u.fidelity for u in stack.units]
-    outputs = [panel.gallery, panel.status, panel.recipe, panel.preview, panel.last_seed, panel.last_output, *fidelity]
+    outputs = [panel.gallery, panel.status, panel.recipe, panel.preview, panel.last_seed, panel.last_output,
+               panel.interrupt, *fidelity]
+    # Interrupt is on only while this page's generation runs (off again after it ends or fails)
+    running, idle = gr.update(interactive=True), gr.update(interactive=False)
 
     def on_generate(*values):
         settings, rest = list(values[:len(panel.settings)]), values[len(panel.settings):]
@@ -105,7 +109,8 @@ def _wire_generation(panel: GeneratePanel, stack: UnitStack) -> None:
         started = time.monotonic()
         notes = "".join(f" · {n}" for n in generation.run_notes(request))
         yield {panel.status: generation.progress_html(0, request.steps, " · loading the models" + notes),
-               panel.preview: gr.update(visible=True, value=None), **{f: "" for f in fidelity}}
+               panel.preview: gr.update(visible=True, value=None), panel.interrupt: running,
+               **{f: "" for f in fidelity}}
         result, timer = None, generation.StepTimer()
         try:
             # closing() so that a closed page (Gradio closes this handler) closes the stream, which stops the run
@@ -122,7 +127,7 @@ def _wire_generation(panel: GeneratePanel, stack: UnitStack) -> None:
                     yield update
         except Exception:
             yield {panel.status: '<span class="gen-failed">Failed: see the message</span>',
-                   panel.preview: gr.update(visible=False)}
+                   panel.preview: gr.update(visible=False), panel.interrupt: idle}
             raise
         timer.record(request, result)
         for warning in result.warnings:
@@ -132,8 +137,8 @@ def _wire_generation(panel: GeneratePanel, stack: UnitStack) -> None:
         for i, unit in slots:
             scores[fidelity[i]] = generation.fidelity_text(unit, first)
         yield {panel.gallery: [str(p) for p in result.paths] or list(result.images),
-               panel.status: generation.summary(result, time.monotonic() - started), panel.recipe: result.recipe,
-               panel.preview: gr.update(visible=False), panel.last_seed: result.seeds[0], panel.last_output: first,
+               panel.status: generation.summary(result, time.monotonic() - started),
+               panel.recipe: pretty(result.recipe), panel.interrupt: idle, panel.preview: gr.update(visible=False), panel.last_seed: result.seeds[0], panel.last_output: first,
                **scores}
 
     inputs = [*panel.settings, *[f for u in stack.units for f in u.fields]]
@@ -146,9 +151,15 @@ def _wire_generation(panel: GeneratePanel, stack: UnitStack) -> None:
     panel.interrupt.click(on_interrupt, None, None, concurrency_limit=None)
 
 
-def _wire_recipe(panel: GeneratePanel, stack: UnitStack) -> None:
+def pretty(recipe: str) -> str:
+    """The recipe as the panel shows it: indented JSON (the PNG keeps the compact text; both read back)."""
+    return json.dumps(json.loads(recipe), indent=2)
+
+
+def _wire_recipe(panel: GeneratePanel, stack: UnitStack, pose: PoseTab) -> None:
     unit_outputs = [c for u in stack.units for c in u.restorable]
-    outputs = [*panel.settings, *unit_outputs, stack.count, *stack.visibility_outputs, panel.status, panel.recipe]
+    outputs = [*panel.settings, *unit_outputs, stack.count, *stack.visibility_outputs, panel.status, panel.recipe,
+               pose.editor, pose.map, pose.exporter]
 
     def on_recipe(path):
         if not path:
@@ -160,7 +171,10 @@ def _wire_recipe(panel: GeneratePanel, stack: UnitStack) -> None:
         count = max(SHOWN_AT_START, len(request.units))
         note = (f'<span class="gen-done">Restored: {len(request.units)} unit{"s" * (len(request.units) != 1)}, '
                 f'seed {request.seed}</span>')
+        # the first unit's pose that travelled in the recipe goes back into the editor, editable
+        posed = next((u.pose for u in request.units if u.pose is not None), None)
+        editor = [gr.update()] * 3 if posed is None else list(pose.replace(json.dumps(posed)))
         return [*GeneratePanel.from_request(request), *[x for u in units for x in u], count,
-                *stack.visibility(count), note, request.to_json()]
+                *stack.visibility(count), note, pretty(request.to_json()), *editor]
 
     panel.recipe_drop.upload(shown(on_recipe), [panel.recipe_drop], outputs)

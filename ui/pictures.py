@@ -49,3 +49,22 @@ class Canvas(_ReadableUploads, gr.ImageEditor):
 
     def get_block_name(self) -> str:
         return "imageeditor"
+
+
+class Unreadable:
+    """What a UnitMap holds for an upload that is no picture: the message to show."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+class UnitMap(Picture):
+    """A unit's map: an unreadable upload comes to the handlers as `Unreadable` (not an error
+    that stops them), so the unit's upload handler can say so at once and put back the map the
+    unit had, rather than leaving it enabled with a broken thumbnail."""
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except gr.Error as e:
+            return Unreadable(str(e.message))

@@ -160,14 +160,17 @@ class PoseTab:
                 self.detect = gr.Button("Detect pose", size="sm")
         self.picture = self.map  # what a unit reading "pose" re-annotates
 
+    @staticmethod
+    def replace(value: str) -> tuple:
+        """Values of (editor, map, exporter) showing the pose `value` (OpenPose JSON text)."""
+        return value, render(value), export_file(value)
+
     def wire(self) -> None:
         outs = [self.editor, self.map, self.exporter]
+        replace = self.replace
 
         def redraw(value):
             return render(value), export_file(value)
-
-        def replace(value):
-            return value, render(value), export_file(value)
 
         self.editor.edit(shown(redraw), [self.editor], [self.map, self.exporter], trigger_mode="always_last",
                          show_progress="hidden")

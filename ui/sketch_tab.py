@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
-from . import api, catalog
+from . import api, catalog, map_status
 from .errors import shown
 from .params import ParamPanel
 from .pictures import Canvas
@@ -18,7 +18,7 @@ BRUSH = gr.Brush(colors=["#000000", "#ffffff", "#d03030", "#3070d0", "#30a050"],
 
 
 def annotator_choices() -> list:
-    return [("none (use the drawing as it is)", catalog.NO_ANNOTATOR)] + catalog.annotator_names()
+    return [("none (use the drawing as it is)", catalog.NO_ANNOTATOR)] + catalog.annotator_choices()
 
 
 def drawing(value: dict | None, with_background: bool = False) -> np.ndarray | None:
@@ -100,6 +100,8 @@ class SketchTab:
             with gr.Column(scale=1, min_width=280):
                 self.map = gr.Image(label="Control map", type="numpy", format="png", interactive=False,
                                     elem_id="sketch-map", height=360)
+                # what the last "Make map" did: the map's size and time, or why there is none
+                self.status = gr.HTML("", elem_id="sketch-map-status", elem_classes=["map-status"])
         with gr.Row():
             self.annotator = gr.Dropdown(annotator_choices(), value=DEFAULT_ANNOTATOR, label="Annotator",
                                          min_width=160, elem_id="sketch-annotator")
@@ -114,22 +116,25 @@ class SketchTab:
     def map_inputs(self) -> list:
         return [self.canvas, self.with_background, self.annotator, *self.params.widgets]
 
-    def make_map(self, value, with_background, annotator, *params) -> np.ndarray | None:
-        return annotated(drawing(value, with_background), annotator, self.params.read(annotator, list(params)))
+    def make_map(self, value, with_background, annotator, *params) -> tuple:
+        """(map, status line); a failed annotator gives no map and says why in the line."""
+        return map_status.make(drawing(value, with_background), annotator,
+                               self.params.read(annotator, list(params)), "drawing", "SketchTab.make_map")
 
     def wire(self) -> None:
         make = shown(self.make_map)
+        outs = [self.map, self.status]
 
         def live(on, value, with_background, annotator, *params):
-            return make(value, with_background, annotator, *params) if on and value else gr.update()
+            return make(value, with_background, annotator, *params) if on and value else (gr.update(), gr.update())
 
-        self.canvas.change(live, [self.live, *self.map_inputs()], [self.map], trigger_mode="always_last",
+        self.canvas.change(live, [self.live, *self.map_inputs()], outs, trigger_mode="always_last",
                            show_progress="hidden")
-        self.make.click(make, self.map_inputs(), [self.map])
-        self.with_background.input(make, self.map_inputs(), [self.map])
+        self.make.click(make, self.map_inputs(), outs)
+        self.with_background.input(make, self.map_inputs(), outs)
         self.annotator.input(lambda name: self.params.updates(name), [self.annotator], self.params.widgets,
-                             queue=False).then(make, self.map_inputs(), [self.map])
+                             queue=False).then(make, self.map_inputs(), outs)
         for widget in self.params.widgets:
             event = widget.release if isinstance(widget, gr.Slider) else widget.input
-            event(make, self.map_inputs(), [self.map], trigger_mode="always_last")
+            event(make, self.map_inputs(), outs, trigger_mode="always_last")
         self.size.input(shown(resized_canvas), [self.canvas, self.size], [self.canvas])

@@ -3,16 +3,17 @@ file or the last output), its annotator and parameters, weight, start/end, mode,
 optional mask and its fidelity after a generation. Three show at first; more on request."""
 from __future__ import annotations
 
+import json
+
 import gradio as gr
 import numpy as np
 
 from engine import MODES, RESIZE_MODES, ControlMode, ControlUnit, ResizeMode, limits
 
-from . import catalog
+from . import catalog, map_status
 from .errors import shown, warn
 from .params import ParamPanel
-from .pictures import Picture
-from .sketch_tab import annotated
+from .pictures import Picture, UnitMap, Unreadable
 
 SHOWN_AT_START = 3
 SOURCES = ["sketch", "pose", "upload", "last output", "map as is"]
@@ -33,7 +34,7 @@ class Unit:
                 self.enabled = gr.Checkbox(False, label=f"Unit {n}: enable", min_width=110, elem_id=f"unit{n}-enabled")
                 self.source = gr.Dropdown(SOURCES, value=AS_IS, label="Reads", min_width=110,
                                           elem_id=f"unit{n}-source")
-                self.annotator = gr.Dropdown([catalog.NO_ANNOTATOR] + catalog.annotator_names(),
+                self.annotator = gr.Dropdown([(catalog.NO_ANNOTATOR, catalog.NO_ANNOTATOR)] + catalog.annotator_choices(),
                                              value=catalog.NO_ANNOTATOR, label="Annotator", min_width=120,
                                              elem_id=f"unit{n}-annotator")
                 self.model = gr.Dropdown(controlnets, value=catalog.controlnet_for("scribble", controlnets)
@@ -41,7 +42,7 @@ class Unit:
                                          label="Control model", allow_custom_value=True, min_width=150,
                                          elem_id=f"unit{n}-model")
             with gr.Row(equal_height=False):
-                self.map = Picture(label="Control map", type="numpy", format="png", sources=["upload", "clipboard"],
+                self.map = UnitMap(label="Control map", type="numpy", format="png", sources=["upload", "clipboard"],
                                     height=150, min_width=120, elem_id=f"unit{n}-map")
                 self.mask = Picture(label="Mask (white: act here)", type="numpy", format="png",
                                      sources=["upload", "clipboard"], height=150, min_width=120,
@@ -57,13 +58,17 @@ class Unit:
             with gr.Accordion("Annotator parameters", open=False):
                 self.params = ParamPanel(None)
             self.fidelity = gr.Markdown("", elem_id=f"unit{n}-fidelity", elem_classes=["fidelity"])
+            # the OpenPose JSON the map was drawn from (sent from the pose tab), which the recipe keeps
+            self.pose = gr.State(None)
+            # the last readable map, put back when an upload is no picture
+            self.good_map = gr.State(None)
 
     # -- reading and writing a unit's widgets -------------------------------------------------
     @property
     def fields(self) -> list:
         """The widgets whose values make a ControlUnit, in `to_unit`'s argument order."""
         return [self.enabled, self.model, self.map, self.mask, self.weight, self.start, self.end, self.mode,
-                self.resize_mode, self.annotator, *self.params.widgets]
+                self.resize_mode, self.annotator, self.pose, *self.params.widgets]
 
     @property
     def restorable(self) -> list:
@@ -72,7 +77,9 @@ class Unit:
 
     def to_unit(self, values: list) -> ControlUnit | None:
         """The ControlUnit of these widget values; None for an unused unit (disabled, no map)."""
-        enabled, model, cmap, mask, weight, start, end, mode, resize_mode, annotator, *params = values
+        enabled, model, cmap, mask, weight, start, end, mode, resize_mode, annotator, pose, *params = values
+        if isinstance(cmap, Unreadable):
+            raise ValueError(f"unit {self.index + 1}: {cmap.message}")
         if cmap is None:
             if enabled:
                 raise ValueError(f"unit {self.index + 1} is enabled but has no control map: send it a map from "
@@ -82,7 +89,8 @@ class Unit:
         try:
             return ControlUnit(model=model or "", image=cmap, weight=weight, start=start, end=end, mode=mode,
                                mask=_mask_or_none(mask), resize_mode=resize_mode, enabled=bool(enabled),
-                               annotator=name, annotator_params=self.params.read(name, params) if name else {})
+                               annotator=name, annotator_params=self.params.read(name, params) if name else {},
+                               pose=pose or None)
         except ValueError as e:
             raise ValueError(f"unit {self.index + 1}: {e}") from None
 
@@ -90,11 +98,11 @@ class Unit:
         """gr.update()s of `restorable` showing `unit` (None: an empty, disabled unit)."""
         if unit is None:
             return [gr.update(value=False), gr.update(), None, None, 1.0, 0.0, 1.0, "balanced", "crop",
-                    catalog.NO_ANNOTATOR, *self.params.updates(None), AS_IS, ""]
+                    catalog.NO_ANNOTATOR, None, *self.params.updates(None), AS_IS, ""]
         annotator = unit.annotator if unit.annotator in catalog.annotator_names() else catalog.NO_ANNOTATOR
         mask = None if unit.mask is None else np.asarray(unit.mask)
         return [unit.enabled, gr.update(value=unit.model), np.asarray(unit.image), mask, unit.weight, unit.start,
-                unit.end, unit.mode, unit.resize_mode, annotator,
+                unit.end, unit.mode, unit.resize_mode, annotator, None if unit.pose is None else json.dumps(unit.pose),
                 *self.params.updates(None if annotator == catalog.NO_ANNOTATOR else annotator, unit.annotator_params),
                 AS_IS, ""]
 
@@ -153,7 +161,7 @@ class UnitStack:
         self.add.click(more, [self.count], [self.count, *self.visibility_outputs], queue=False)
 
         def load(index, *maps_):
-            if maps_[index] is None:
+            if maps_[index] is None or isinstance(maps_[index], Unreadable):
                 raise ValueError(f"unit {index + 1} has no map yet; send one to it first")
             return {"background": maps_[index], "layers": [], "composite": maps_[index]}
 
@@ -166,11 +174,26 @@ class UnitStack:
 
     def _wire_unit(self, unit: Unit, pictures: list) -> None:
         def remap(source, annotator, *rest):
+            """The unit's map made again from its source: a failed annotator clears it and says
+            why in the unit's line; a map from anything but the pose tab has no pose."""
             params, pics = rest[:len(unit.params.widgets)], rest[len(unit.params.widgets):]
             if source == AS_IS:
-                return gr.update()
+                return gr.update(), gr.update(), gr.update()
             name = None if annotator == catalog.NO_ANNOTATOR else annotator
-            return annotated(source_picture(source, *pics), name, unit.params.read(name, list(params)))
+            cmap, line = map_status.make(source_picture(source, *pics), name, unit.params.read(name, list(params)),
+                                         source, f"unit {unit.index + 1}")
+            return cmap, line, gr.update() if source == "pose" else None
+
+        def uploaded(cmap, good):
+            """A map dropped on the unit: enabled, read as it is; a file that is no picture is said at
+            once and the unit keeps the map it had (and stays as enabled as it was)."""
+            if isinstance(cmap, Unreadable):
+                warn(f"Unit {unit.index + 1}: {cmap.message}")
+                return good, gr.update(), gr.update(), gr.update()
+            return gr.update(), AS_IS, True, None
+
+        def keep(cmap):
+            return gr.update() if isinstance(cmap, Unreadable) else cmap
 
         def picked(annotator, model):
             kind = catalog.annotator_kind(annotator)
@@ -179,13 +202,16 @@ class UnitStack:
 
         inputs = [unit.source, unit.annotator, *unit.params.widgets, *pictures]
         remap = shown(remap)
+        outs = [unit.map, unit.fidelity, unit.pose]
         unit.annotator.input(picked, [unit.annotator, unit.model], [*unit.params.widgets, unit.model],
-                             queue=False).then(remap, inputs, [unit.map])
-        unit.source.input(remap, inputs, [unit.map])
+                             queue=False).then(remap, inputs, outs)
+        unit.source.input(remap, inputs, outs)
         for widget in unit.params.widgets:
             event = widget.release if isinstance(widget, gr.Slider) else widget.input
-            event(remap, inputs, [unit.map], trigger_mode="always_last")
-        unit.map.upload(lambda: [AS_IS, True], None, [unit.source, unit.enabled], queue=False)
+            event(remap, inputs, outs, trigger_mode="always_last")
+        # queued: a warning from an unqueued event never reaches the page
+        unit.map.upload(shown(uploaded), [unit.map, unit.good_map], [unit.map, unit.source, unit.enabled, unit.pose])
+        unit.map.change(keep, [unit.map], [unit.good_map], queue=False, show_progress="hidden")
 
     def follow(self, index: int, component) -> None:
         """Show `component` (e.g. a "send to unit" button) exactly while unit `index` is shown."""
@@ -202,9 +228,10 @@ class UnitStack:
 
     def send_outputs(self, index: int) -> list:
         u = self.units[index]
-        return [u.enabled, u.source, u.annotator, *u.params.widgets, u.model, u.map]
+        return [u.enabled, u.source, u.annotator, *u.params.widgets, u.model, u.map, u.pose]
 
-    def sent(self, index: int, source: str, cmap, annotator: str | None, params: dict, model: str | None) -> list:
+    def sent(self, index: int, source: str, cmap, annotator: str | None, params: dict, model: str | None,
+             pose: str | None = None) -> list:
         """Updates of `send_outputs(index)` for a map sent from a tab."""
         if cmap is None:
             raise ValueError(f"the {source} tab has no map yet; draw, pose or upload something first")
@@ -218,7 +245,7 @@ class UnitStack:
                        "off until you pick a model for it (or add one to models/controlnets/)")
         return [fits, source, annotator,
                 *u.params.updates(None if annotator == catalog.NO_ANNOTATOR else annotator, params),
-                gr.update(value=chosen), cmap]
+                gr.update(value=chosen), cmap, pose]
 
 
 def painted_mask(painted: dict | None) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import catalog
+from . import catalog, map_status
 from .errors import shown
 from .params import ParamPanel
 from .pictures import Picture
@@ -24,6 +24,7 @@ class UploadTab:
             with gr.Column(scale=1, min_width=280):
                 self.map = gr.Image(label="Control map", type="numpy", format="png", interactive=False,
                                     elem_id="upload-map", height=360)
+                self.status = gr.HTML("", elem_id="upload-map-status", elem_classes=["map-status"])
         with gr.Row():
             choices = [("none (use as is: a map made elsewhere)", catalog.NO_ANNOTATOR), *annotator_choices()[1:]]
             self.annotator = gr.Dropdown(choices, value=DEFAULT_ANNOTATOR, label="Annotator", min_width=160,
@@ -35,15 +36,18 @@ class UploadTab:
     def map_inputs(self) -> list:
         return [self.photo, self.annotator, *self.params.widgets]
 
-    def make_map(self, photo, annotator, *params):
-        return annotated(photo, annotator, self.params.read(annotator, list(params)))
+    def make_map(self, photo, annotator, *params) -> tuple:
+        """(map, status line); a failed annotator gives no map and says why in the line."""
+        return map_status.make(photo, annotator, self.params.read(annotator, list(params)), "photo",
+                               "UploadTab.make_map")
 
     def wire(self) -> None:
         make = shown(self.make_map)
-        self.photo.upload(make, self.map_inputs(), [self.map])
-        self.make.click(make, self.map_inputs(), [self.map])
+        outs = [self.map, self.status]
+        self.photo.upload(make, self.map_inputs(), outs)
+        self.make.click(make, self.map_inputs(), outs)
         self.annotator.input(lambda name: self.params.updates(name), [self.annotator], self.params.widgets,
-                             queue=False).then(make, self.map_inputs(), [self.map])
+                             queue=False).then(make, self.map_inputs(), outs)
         for widget in self.params.widgets:
             event = widget.release if isinstance(widget, gr.Slider) else widget.input
-            event(make, self.map_inputs(), [self.map], trigger_mode="always_last")
+            event(make, self.map_inputs(), outs, trigger_mode="always_last")
