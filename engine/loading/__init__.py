@@ -5,7 +5,7 @@ environment overrides are read in paths; small JSON files in files; CLIP's token
 engine/configs (tokenizers). Nothing here writes under models/.
 
     load_backbone_components(source) -> dict(unet, vae, text_encoder, tokenizer, scheduler_config,
-                                              recommended, source)
+                                              recommended, source; SDXL: text_encoder_2, tokenizer_2)
     load_controlnet_model(source) -> a diffusers ControlNetModel
     recommended_settings(source), list_installed(), condition_kind(name)
 """
@@ -29,8 +29,9 @@ def load_backbone_components(source: str, dtype: torch.dtype = torch.float32, de
         parts = load_backbone_folder(path, dtype, source)
     else:
         parts = load_backbone_file(path, dtype=dtype, config_dir=sibling_config(path), device=device)
-    for name in ("unet", "vae", "text_encoder"):
-        parts[name] = parts[name].to(device).eval()
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        if parts.get(name) is not None:
+            parts[name] = parts[name].to(device).eval()
     return {**parts, "recommended": read_recommended(path), "source": source}
 
 
