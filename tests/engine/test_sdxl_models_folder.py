@@ -67,3 +67,31 @@ def test_an_sd15_net_on_the_sdxl_backbone_is_refused_naming_both(models_env, con
     with pytest.raises(ValueError, match="'sd15-canny' is an SD 1.x ControlNet and backbone 'tiny-xl' is SDXL"):
         engine.generate(req, save=False, manager=manager)
     assert engine.generate(req.replace(units=()), save=False, manager=manager).images   # still serving
+
+
+def test_cli_generates_with_sdxl_and_refuses_a_truncated_file(models_env, control_maps, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    from PIL import Image
+    root = Path(__file__).resolve().parents[2]
+    Image.fromarray(control_maps[0]).save(tmp_path / "map.png")
+    env = {"CNSTUDIO_OUTPUTS": str(tmp_path / "out"), "CNSTUDIO_MODELS": str(models_env), "HF_HUB_OFFLINE": "1",
+           "PATH": "/usr/bin:/bin"}
+
+    def run(*args):
+        return subprocess.run([sys.executable, str(root / "launch.py"), "--no-install", "generate", *args],
+                              capture_output=True, text=True, env=env, timeout=300)
+    ok = run("--backbone", "tiny-xl", "--prompt", "a red star", "--steps", "2",
+             "--control", f"model=xl-canny,map={tmp_path / 'map.png'},weight=0.7")
+    assert ok.returncode == 0, ok.stderr
+    assert Image.open(ok.stdout.strip().splitlines()[-1]).size == (64, 64)
+    whole = (models_env / "controlnets" / "xl-depth.safetensors").read_bytes()
+    cut = models_env / "backbones" / "cut-xl.safetensors"
+    cut.write_bytes(whole[: len(whole) // 2])
+    try:
+        bad = run("--backbone", "cut-xl", "--prompt", "x", "--steps", "1")
+    finally:
+        cut.unlink()
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "cut-xl.safetensors is not a readable .safetensors file (corrupt or truncated" in bad.stderr
