@@ -104,3 +104,29 @@ def test_sdxl_img2img_equals_sdxl_controlnet_img2img_pipeline(xl_manager, xl_par
     # (this pipeline's default scale is 0.8, not 1.0: named here so both sides agree)
     ours = _ours(xl_manager, [ControlUnit("xlcn0", control_maps[0], weight=0.6)], init_image=init, strength=0.75)
     _close(ours, ref)
+
+
+def test_sdxl_soft_injection_spans_its_ten_residuals():
+    """SDXL 1.0's ControlNet gives 9 down residuals and the middle one: the `prompt`/`control`
+    modes' curve runs over those 10 (diffusers' guess_mode rule), from 0.1 x weight to the weight."""
+    import json
+    from diffusers import ControlNetModel
+    from engine.control import residual_scales
+    from engine.loading.paths import CONFIGS_DIR
+    cfg = json.loads((CONFIGS_DIR / "controlnet-sdxl-full" / "config.json").read_text())
+    with torch.device("meta"):
+        net = ControlNetModel.from_config(cfg)
+    n = len(net.controlnet_down_blocks) + 1
+    assert n == 10
+    scales = residual_scales(n, 0.9, "prompt")
+    assert scales[-1] == pytest.approx(0.9) and scales[0] == pytest.approx(0.09)
+    assert torch.all(scales[1:] > scales[:-1])
+
+
+def test_sdxl_recipe_restores_the_same_picture(xl_manager, control_maps, tmp_path):
+    from engine import generate, read_recipe
+    req = GenerationRequest(backbone="xl", prompt=PROMPT, negative_prompt=NEG, steps=2, seed=11, width=64, height=64,
+                            units=(ControlUnit("xlcn0", control_maps[0], weight=0.6, end=0.5, mode="prompt"),))
+    first = generate(req, manager=xl_manager)
+    again = generate(read_recipe(first.paths[0]), manager=xl_manager, save=False)
+    assert np.array_equal(np.asarray(first.images[0]), np.asarray(again.images[0]))
