@@ -130,3 +130,21 @@ def test_sdxl_recipe_restores_the_same_picture(xl_manager, control_maps, tmp_pat
     first = generate(req, manager=xl_manager)
     again = generate(read_recipe(first.paths[0]), manager=xl_manager, save=False)
     assert np.array_equal(np.asarray(first.images[0]), np.asarray(again.images[0]))
+
+
+def test_long_sdxl_prompts_go_in_windows_for_both_encoders(xl_parts):
+    from engine.prompt import encode_prompts_sdxl
+    p = xl_parts
+    toks, encs = (p["tokenizer"], p["tokenizer_2"]), (p["text_encoder"], p["text_encoder_2"])
+    long = "a red star " * 40          # 440 characters: several 75-token windows of the tiny vocabulary
+    pos, neg, pooled, pooled_neg = encode_prompts_sdxl(toks, encs, long, "blurry", "cpu", torch.float32)
+    windows = pos.shape[1] // 77
+    assert windows > 1 and pos.shape == neg.shape == (1, 77 * windows, 80)
+    from engine.prompt import _chunk_ids, _token_chunks
+    outs = [enc(torch.tensor([_chunk_ids(tok, _token_chunks(tok, long)[0])]), output_hidden_states=True)
+            for tok, enc in zip(toks, encs)]
+    first = torch.cat([o.hidden_states[-2] for o in outs], dim=-1)
+    first_pooled = outs[1][0]
+    assert torch.allclose(pos[:, :77], first, atol=1e-5)
+    assert torch.allclose(pooled, first_pooled, atol=1e-5), "the pooled embedding is not the first window's"
+    assert not torch.allclose(pos[:, 77:154], first, atol=1e-3), "later windows repeat the first"
