@@ -7,6 +7,7 @@ CFG 7.5. s/image is the whole call; it/s is steps over the denoising loop (CUDA 
 first and last step). Writes bench/results.json and prints a table; bench/RESULTS.md quotes it.
 
     python3 bench/bench.py [--runs 5] [--no-compile] [--compile-fast] [--offload] [--out DIR]
+    python3 bench/bench.py --sdxl [--tiny] [--runs 5] [--no-compile] [--compile-fast]   (bench/sdxl_bench.py)
 
 --offload times the engine with idle ControlNets kept on the CPU (ModelManager(offload=True)):
 every net starts on the CPU, a generation moves the ones it uses to the GPU and back.
@@ -200,7 +201,13 @@ def main():
     ap.add_argument("--compile-cases", default="1 unit,3 units")
     ap.add_argument("--offload", action="store_true", help="also time 1 and 3 units with idle ControlNets on the CPU")
     ap.add_argument("--out", default=str(ROOT / "bench"))
+    ap.add_argument("--sdxl", action="store_true", help="the SDXL bench at 1024x1024, 0/1/2 ControlNets (sdxl_bench.py)")
+    ap.add_argument("--tiny", action="store_true", help="with --sdxl: tiny SDXL-shaped models, 64x64, runs on a CPU")
     args = ap.parse_args()
+    if args.sdxl:
+        import sdxl_bench   # bench/ is sys.path[0] when this file runs as a script
+        sdxl_bench.main(args)
+        return
     dtype = torch.float16
     parts = build("cuda", dtype)
     results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,

@@ -12,7 +12,9 @@ Models: load_backbone(source), load_controlnet(source), installed_models(), Mode
 documented CNSTUDIO_FAST/COMPILE/OFFLOAD overrides for options left None), where a
 source is "demo", "demo:<kind>", a diffusers folder, a single .safetensors/.ckpt/.pth file, a name
 under models/, or a hub id from the local cache (engine.loading); condition_kind(name) is the
-condition a control model reads, by its name; recommended_settings(source) a backbone's own
+condition a control model reads, by its name; model_family(source, role) its family ("sd1", "sd2",
+"sdxl", None when a pickle or unknown) read from its config or safetensors header without loading,
+family_label(family) its display name ("SDXL"); recommended_settings(source) a backbone's own
 defaults (recommended.json; the demo's CFG is 3), recommended_cfg_scale(those) the scale a request
 without one runs at (else DEFAULT_CFG_SCALE, 7.5). Pictures: fit_map(map, width, height,
 resize_mode) fits a map to a frame as generate does (annotators.fit, by sd-webui-controlnet's map
@@ -31,7 +33,7 @@ from . import limits, loading
 from .fidelity import score as fidelity_score
 from .generate import GenerationError, generate
 from .hashes import short_hash
-from .loading import condition_kind, models_dir, outputs_dir, recommended_settings
+from .loading import condition_kind, family_label, model_family, models_dir, outputs_dir, recommended_settings
 from .manager import ModelManager, build_manager, default_manager
 from .outputs import encode_png, infotext, read_recipe
 from .samplers import SAMPLER_DISPLAY_NAMES, SAMPLERS
@@ -60,5 +62,5 @@ __all__ = [
     "condition_kind", "recommended_settings", "recommended_cfg_scale", "DEFAULT_CFG_SCALE",
     "fit_map", "fidelity_score", "read_recipe", "encode_png", "infotext", "short_hash", "models_dir",
     "outputs_dir", "SAMPLERS", "SAMPLER_DISPLAY_NAMES", "MODES", "RESIZE_MODES", "ControlMode", "ResizeMode",
-    "limits",
+    "limits", "model_family", "family_label",
 ]

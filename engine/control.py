@@ -42,8 +42,10 @@ class PreparedUnit:
 
 def prepare_unit(unit, net, width: int, height: int, device, dtype) -> PreparedUnit:
     cfg = net.config
-    if cfg.get("class_embed_type") or cfg.get("addition_embed_type"):
-        raise ValueError(f"ControlNet {unit.model!r} needs extra embeddings (SDXL-style); only SD 1.x/2.x ControlNets are supported")
+    if cfg.get("class_embed_type") or cfg.get("addition_embed_type") not in (None, "text_time"):
+        raise ValueError(f"ControlNet {unit.model!r} needs embeddings this studio does not feed "
+                         f"(class_embed_type {cfg.get('class_embed_type')!r}, addition_embed_type "
+                         f"{cfg.get('addition_embed_type')!r}); SD 1.x/2.x and SDXL ControlNets are supported")
     order = cfg.get("controlnet_conditioning_channel_order", "rgb")
     if order not in ("rgb", "bgr"):
         raise ValueError(f"ControlNet {unit.model!r} has controlnet_conditioning_channel_order {order!r} in its "
@@ -66,12 +68,20 @@ def prepare_unit(unit, net, width: int, height: int, device, dtype) -> PreparedU
                         cond_only=pooled or unit.mode == "control", mask=mask, pooled=pooled)
 
 
-def controlnet_forward(net, sample, timestep, text, embedding):
-    """ControlNetModel.forward for SD 1.x/2.x nets, with the condition embedding given
-    instead of recomputed; returns the unscaled (down residuals, mid residual)."""
+def controlnet_forward(net, sample, timestep, text, embedding, added: dict | None = None):
+    """ControlNetModel.forward for SD 1.x/2.x and SDXL nets, with the condition embedding given
+    instead of recomputed; returns the unscaled (down residuals, mid residual). `added` is SDXL's
+    added_cond_kwargs: the pooled text embedding and the time ids join the timestep embedding
+    (addition_embed_type "text_time"), as in diffusers' ControlNetModel.forward."""
     t = timestep if torch.is_tensor(timestep) else torch.tensor([timestep], device=sample.device)
     t = t.reshape(-1).expand(sample.shape[0])
     emb = net.time_embedding(net.time_proj(t).to(dtype=sample.dtype), None)
+    if net.config.get("addition_embed_type") == "text_time":
+        if added is None:
+            raise ValueError("an SDXL ControlNet needs SDXL's pooled text embedding and time ids: use an SDXL backbone")
+        text_embeds = added["text_embeds"]
+        time_embeds = net.add_time_proj(added["time_ids"].flatten()).reshape(text_embeds.shape[0], -1)
+        emb = emb + net.add_embedding(torch.cat([text_embeds, time_embeds], dim=-1).to(emb.dtype))
     h = net.conv_in(sample) + embedding
     residuals = (h,)
     for block in net.down_blocks:
@@ -89,15 +99,18 @@ def controlnet_forward(net, sample, timestep, text, embedding):
     return downs, net.controlnet_mid_block(h)
 
 
-def unit_residuals(unit: PreparedUnit, latents_in, timestep, text, cfg: bool, forward=controlnet_forward):
+def unit_residuals(unit: PreparedUnit, latents_in, timestep, text, cfg: bool, forward=controlnet_forward,
+                   added: dict | None = None):
     """This unit's scaled residuals for the UNet batch. With CFG the batch is
     [unconditional, conditional]; a `control`-mode unit runs on the conditional half only
     and contributes zeros to the other, as diffusers' guess_mode does."""
     x, txt = latents_in, text
     if cfg and unit.cond_only:
         x, txt = latents_in.chunk(2)[1], text.chunk(2)[1]
+        if added is not None:
+            added = {k: v.chunk(2)[1] for k, v in added.items()}
     emb = unit.embedding.expand(x.shape[0], -1, -1, -1)
-    downs, mid = forward(unit.net, x, timestep, txt, emb)
+    downs, mid = forward(unit.net, x, timestep, txt, emb, *(() if added is None else (added,)))
     scales = unit.scales
     out = [r * scales[i] for i, r in enumerate(downs)] + [mid * scales[-1]]
     if unit.pooled:
@@ -110,7 +123,8 @@ def unit_residuals(unit: PreparedUnit, latents_in, timestep, text, cfg: bool, fo
     return out
 
 
-def combined_residuals(units, latents_in, timestep, text, cfg: bool, forward=controlnet_forward, streams=None):
+def combined_residuals(units, latents_in, timestep, text, cfg: bool, forward=controlnet_forward, streams=None,
+                       added: dict | None = None):
     """Sum of the given units' residuals, or (None, None) when there are none. The caller
     passes only the units inside their window at this step: the others are not called at all.
     With CUDA `streams`, the units run side by side (one stream each) and join before the sum;
@@ -123,11 +137,11 @@ def combined_residuals(units, latents_in, timestep, text, cfg: bool, forward=con
         for unit, stream in zip(units, streams):
             stream.wait_stream(main)
             with torch.cuda.stream(stream):
-                results.append(unit_residuals(unit, latents_in, timestep, text, cfg, forward))
+                results.append(unit_residuals(unit, latents_in, timestep, text, cfg, forward, added))
         for stream in streams[:len(units)]:
             main.wait_stream(stream)
     else:
-        results = [unit_residuals(unit, latents_in, timestep, text, cfg, forward) for unit in units]
+        results = [unit_residuals(unit, latents_in, timestep, text, cfg, forward, added) for unit in units]
     total = results[0]
     for res in results[1:]:
         total = [a + b for a, b in zip(total, res)]

@@ -22,7 +22,7 @@ from .control import combined_residuals, controlnet_forward, in_window
 from annotators.image import fit
 
 from .models import Backbone
-from .prompt import encode_prompts
+from .prompt import encode_prompts, encode_prompts_sdxl
 from .samplers import make_scheduler
 
 OnStep = Callable[[int, int, Callable[[], np.ndarray]], object]
@@ -56,13 +56,15 @@ def _image_tensor(image: np.ndarray, width: int, height: int, device, dtype) -> 
 
 
 def predict_noise(unet, units: list, x_in, t, text, cfg_scale: float | None, cn_forward=controlnet_forward,
-                  streams=None):
+                  streams=None, added: dict | None = None):
     """One step's noise prediction: the locked UNet plus the given (active) units' residuals,
-    then classifier-free guidance when cfg_scale is given. engine.fast captures this same
-    function in a CUDA graph."""
-    downs, mid = combined_residuals(units, x_in, t, text, cfg_scale is not None, cn_forward, streams)
+    then classifier-free guidance when cfg_scale is given. `added` is SDXL's added_cond_kwargs
+    (text_embeds, time_ids), batched like `text`. engine.fast captures this same function in a
+    CUDA graph."""
+    downs, mid = combined_residuals(units, x_in, t, text, cfg_scale is not None, cn_forward, streams, added)
+    extra = {"added_cond_kwargs": added} if added is not None else {}
     noise_pred = unet(x_in, t, encoder_hidden_states=text, down_block_additional_residuals=downs,
-                      mid_block_additional_residual=mid, return_dict=False)[0]
+                      mid_block_additional_residual=mid, return_dict=False, **extra)[0]
     if cfg_scale is not None:
         uncond, cond = noise_pred.chunk(2)
         noise_pred = uncond + cfg_scale * (cond - uncond)
@@ -123,8 +125,31 @@ def _decode(backbone: Backbone, latents: torch.Tensor) -> np.ndarray:
     z = latents / vae.config.scaling_factor
     if getattr(vae.config, "shift_factor", None):
         z = z + vae.config.shift_factor
+    # the VAE may run in fp32 beside an fp16 UNet (force_upcast: SDXL's VAE overflows in fp16)
     image = vae.decode(z.to(vae.dtype), return_dict=False)[0]
     return (image / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy()
+
+
+def conditioning(backbone: Backbone, request, width: int, height: int, batch: int, cfg: bool):
+    """The UNet's text input for the batch ([negative, positive] with CFG) and, for SDXL, its
+    added_cond_kwargs: the pooled embedding and the size/crop time ids as diffusers' SDXL
+    pipelines compute them (original size = target size = the frame, crop (0, 0))."""
+    device, dtype = backbone.device, backbone.dtype
+    if backbone.text_encoder_2 is None:
+        pos, neg = encode_prompts(backbone.tokenizer, backbone.text_encoder, request.prompt,
+                                  request.negative_prompt, device, dtype)
+        pos, neg = pos.repeat(batch, 1, 1), neg.repeat(batch, 1, 1)
+        return (torch.cat([neg, pos]) if cfg else pos), None
+    pos, neg, pooled, pooled_neg = encode_prompts_sdxl(
+        (backbone.tokenizer, backbone.tokenizer_2), (backbone.text_encoder, backbone.text_encoder_2),
+        request.prompt, request.negative_prompt, device, dtype)
+    pos, neg = pos.repeat(batch, 1, 1), neg.repeat(batch, 1, 1)
+    pooled, pooled_neg = pooled.repeat(batch, 1), pooled_neg.repeat(batch, 1)
+    time_ids = torch.tensor([[height, width, 0, 0, height, width]], device=device, dtype=dtype)
+    time_ids = time_ids.repeat(2 * batch if cfg else batch, 1)
+    text = torch.cat([neg, pos]) if cfg else pos
+    embeds = torch.cat([pooled_neg, pooled]) if cfg else pooled
+    return text, {"text_embeds": embeds, "time_ids": time_ids}
 
 
 @torch.inference_mode()
@@ -139,10 +164,7 @@ def denoise(backbone: Backbone, units: list, request, width: int, height: int, s
     cfg = request.cfg_scale > 1.0
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
 
-    pos, neg = encode_prompts(backbone.tokenizer, backbone.text_encoder, request.prompt,
-                              request.negative_prompt, device, dtype)
-    pos, neg = pos.repeat(batch, 1, 1), neg.repeat(batch, 1, 1)
-    text = torch.cat([neg, pos]) if cfg else pos
+    text, added = conditioning(backbone, request, width, height, batch, cfg)
 
     scheduler = make_scheduler(request.sampler, backbone.scheduler_config)
     scheduler.set_timesteps(request.steps, device=device)
@@ -162,8 +184,8 @@ def denoise(backbone: Backbone, units: list, request, width: int, height: int, s
         if len(timesteps) == 0:
             raise ValueError(f"strength {request.strength} with {request.steps} steps leaves no step to run; raise either")
         init = _image_tensor(request.init_image, width, height, device, dtype)
-        image_latents = torch.cat([vae.encode(init).latent_dist.sample(g) for g in generators])
-        image_latents = image_latents * vae.config.scaling_factor
+        image_latents = torch.cat([vae.encode(init.to(vae.dtype)).latent_dist.sample(g) for g in generators])
+        image_latents = image_latents.to(dtype) * vae.config.scaling_factor
         noise = randn_tensor(image_latents.shape, generator=generators, device=device, dtype=dtype)
         latents = scheduler.add_noise(image_latents, noise, timesteps[:1].repeat(batch))
         if request.inpaint_mask is not None:
@@ -180,7 +202,8 @@ def denoise(backbone: Backbone, units: list, request, width: int, height: int, s
         x_in = torch.cat([latents] * 2) if cfg else latents
         x_in = scheduler.scale_model_input(x_in, t)
         active = [u for u in units if in_window(i, total, u.start, u.end)]
-        noise_pred = (predict or predict_noise)(unet, active, x_in, t, text, request.cfg_scale if cfg else None)
+        extra = {"added": added} if added is not None else {}
+        noise_pred = (predict or predict_noise)(unet, active, x_in, t, text, request.cfg_scale if cfg else None, **extra)
         denoised = None if multistep else denoised_estimate(scheduler, noise_pred, t, latents)
         latents = scheduler.step(noise_pred, t, latents, **step_kwargs, return_dict=False)[0]
         if multistep:

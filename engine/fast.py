@@ -42,6 +42,7 @@ class _Graph:
     units: list            # PreparedUnit copies whose tensors are static buffers
     out: torch.Tensor
     compiled: bool = False
+    added: dict | None = None   # SDXL's added_cond_kwargs (text_embeds, time_ids) as static buffers
 
 
 class _Eager:
@@ -117,8 +118,9 @@ class GraphedPredictor:
                 token = self._tokens[module] = next(self._next_token)
             return token
 
-    def _key(self, unet, units, x, t, text, cfg_scale):
-        return (self._token(unet), tuple(x.shape), x.dtype, tuple(text.shape), t.dtype, cfg_scale is not None,
+    def _key(self, unet, units, x, t, text, cfg_scale, added=None):
+        shapes = None if added is None else tuple((k, tuple(v.shape)) for k, v in sorted(added.items()))
+        return (self._token(unet), tuple(x.shape), x.dtype, tuple(text.shape), t.dtype, cfg_scale is not None, shapes,
                 tuple((self._token(u.net), u.cond_only, u.pooled, u.mask is not None, tuple(u.embedding.shape))
                       for u in units))
 
@@ -144,9 +146,9 @@ class GraphedPredictor:
                 self._pool = None
                 _release_cublas_workspaces()
 
-    def __call__(self, unet, units, x, t, text, cfg_scale):
+    def __call__(self, unet, units, x, t, text, cfg_scale, added: dict | None = None):
         t = t if torch.is_tensor(t) else torch.tensor(t)
-        key = self._key(unet, units, x, t, text, cfg_scale)
+        key = self._key(unet, units, x, t, text, cfg_scale, added)
         with self._lock:
             g = self._graphs.get(key)
             ready = self._ready.pop(key, None)
@@ -156,18 +158,20 @@ class GraphedPredictor:
                 g = self._capture(ready)
                 self._store(key, g)
             if g is None:
-                g = self._capture(self._static(unet, units, x, t, text, cfg_scale, compiled=False))
+                g = self._capture(self._static(unet, units, x, t, text, cfg_scale, compiled=False, added=added))
                 self._store(key, g)
                 if self.compile and key not in self._pending and not isinstance(g, _Eager):
-                    self._pending[key] = (unet, units, x, t, text, cfg_scale)
+                    self._pending[key] = (unet, units, x, t, text, cfg_scale, added)
         if isinstance(g, _Eager):
-            return predict_noise(unet, units, x, t, text, cfg_scale)
+            return predict_noise(unet, units, x, t, text, cfg_scale, added=added)
         with self._lock:
             g.x.copy_(x)
             g.t.copy_(t.to(g.t.device))
             g.text.copy_(text)
             if g.cfg is not None:
                 g.cfg.fill_(cfg_scale)
+            for name, value in (added or {}).items():
+                g.added[name].copy_(value)
             for static, unit in zip(g.units, units):
                 static.embedding.copy_(unit.embedding)
                 static.scales.copy_(unit.scales)
@@ -205,12 +209,13 @@ class GraphedPredictor:
             self._graphs.pop(next(iter(self._graphs)))
         self._graphs[key] = g
 
-    def _static(self, unet, units, x, t, text, cfg_scale, compiled: bool):
+    def _static(self, unet, units, x, t, text, cfg_scale, compiled: bool, added: dict | None = None):
         """Static input buffers and the step function reading them."""
         device = x.device
         static_units = [replace(u, embedding=u.embedding.clone(), scales=u.scales.clone(),
                                 mask=None if u.mask is None else u.mask.clone()) for u in units]
         sx, st, stext = x.clone(), t.to(device).clone(), text.clone()
+        sadded = None if added is None else {k: v.clone() for k, v in added.items()}
         scfg = None if cfg_scale is None else torch.tensor(float(cfg_scale), device=device, dtype=x.dtype)
         net, forward = unet, controlnet_forward
         if compiled:
@@ -226,12 +231,12 @@ class GraphedPredictor:
         streams = self._streams[:len(units)] if self.use_streams else None
 
         def run():
-            return predict_noise(net, static_units, sx, st, stext, scfg, forward, streams)
+            return predict_noise(net, static_units, sx, st, stext, scfg, forward, streams, sadded)
 
-        return run, (sx, st, stext, scfg, static_units, compiled)
+        return run, (sx, st, stext, scfg, static_units, compiled, sadded)
 
     def _capture(self, static, warm: bool = True) -> _Graph | _Eager:
-        run, (sx, st, stext, scfg, static_units, compiled) = static
+        run, (sx, st, stext, scfg, static_units, compiled, sadded) = static
         start = time.perf_counter()
         if warm:
             # An out-of-memory here is an ordinary one (eager code, outside any capture): it
@@ -259,7 +264,7 @@ class GraphedPredictor:
         torch.cuda.synchronize()
         self.captures += 1
         self.capture_seconds += time.perf_counter() - start
-        return _Graph(graph, sx, st, stext, scfg, static_units, out, compiled)
+        return _Graph(graph, sx, st, stext, scfg, static_units, out, compiled, sadded)
 
     def _side_stream(self, job: str):
         """One stream per job, made once: cuBLAS keeps a workspace (32 MiB on Hopper) for every
@@ -277,10 +282,10 @@ class GraphedPredictor:
         torch.cuda.empty_cache()  # the warm-up's freed blocks cannot serve the graph's pool anyway
         return torch.cuda.mem_get_info()[0] >= need
 
-    def _compile_in_background(self, key, unet, units, x, t, text, cfg_scale) -> None:
+    def _compile_in_background(self, key, unet, units, x, t, text, cfg_scale, added=None) -> None:
         start = time.perf_counter()
         try:
-            static = self._static(unet, units, x, t, text, cfg_scale, compiled=True)
+            static = self._static(unet, units, x, t, text, cfg_scale, compiled=True, added=added)
             stream = self._side_stream("compile")
             with self._gate, torch.cuda.stream(stream), torch.inference_mode():
                 for _ in range(2):  # compiles, autotunes and warms up, off the serving thread's stream

@@ -63,11 +63,17 @@ class ModelManager:
                 self._backbones.move_to_end(source)
                 return self._backbones[source]
             parts = loading.load_backbone_components(source, dtype=self.dtype, device=self.device)
-            for m in (parts["unet"], parts["vae"], parts["text_encoder"]):
-                m.requires_grad_(False).eval()
+            for m in (parts["unet"], parts["vae"], parts["text_encoder"], parts.get("text_encoder_2")):
+                if m is not None:
+                    m.requires_grad_(False).eval()
             self._for_fast_path(parts["unet"])
+            if parts["vae"].config.get("force_upcast", False) and self.dtype == torch.float16:
+                # SDXL's VAE overflows in fp16 (black or NaN pictures): it runs in fp32, as its
+                # config asks and diffusers' SDXL pipelines do; the loop casts latents to its dtype
+                parts["vae"].to(torch.float32)
             bb = Backbone(source, parts["unet"], parts["vae"], parts["text_encoder"], parts["tokenizer"],
-                          dict(parts["scheduler_config"]), parts["recommended"])
+                          dict(parts["scheduler_config"]), parts["recommended"],
+                          parts.get("text_encoder_2"), parts.get("tokenizer_2"))
             self.loads["backbone", source] += 1
             self._backbones[source] = bb
             while len(self._backbones) > self.max_backbones:

@@ -17,6 +17,14 @@ class Backbone:
     tokenizer: object
     scheduler_config: dict
     recommended: dict = field(default_factory=dict)   # its own request defaults (cfg_scale)
+    text_encoder_2: torch.nn.Module | None = None     # SDXL's second (OpenCLIP bigG) encoder
+    tokenizer_2: object = None
+
+    @property
+    def family(self) -> str:
+        """The family a ControlNet must be made for: "sdxl" (a UNet with SDXL's text/time
+        embedding), "sd2" (1024-wide cross-attention) or "sd1" (the rest, the demo's included)."""
+        return family_of(self.unet.config)
 
     @property
     def cfg_scale(self) -> float:
@@ -53,6 +61,16 @@ class ControlModel:
     kind: str | None = None   # the condition it reads (canny, scribble, ...), from its name
 
 
+FAMILY_NAMES = {"sdxl": "SDXL", "sd2": "SD 2.x", "sd1": "SD 1.x"}
+
+
+def family_of(cfg) -> str:
+    """A UNet's or ControlNet's family from its config (see Backbone.family)."""
+    if cfg.get("addition_embed_type") == "text_time":
+        return "sdxl"
+    return "sd2" if cfg.get("cross_attention_dim") == 1024 else "sd1"
+
+
 def _layout(cfg) -> dict:
     return {
         "cross-attention width": cfg.get("cross_attention_dim"),
@@ -66,6 +84,12 @@ def _layout(cfg) -> dict:
 def check_fits(control: ControlModel, backbone: Backbone) -> None:
     """Refuse a ControlNet made for another architecture, naming both, instead of failing
     later with a shape error deep inside the UNet."""
+    ours, theirs_family = family_of(control.net.config), backbone.family
+    if ours != theirs_family and "sdxl" in (ours, theirs_family):
+        raise ValueError(
+            f"ControlNet {control.source!r} is an {FAMILY_NAMES[ours]} ControlNet and backbone {backbone.source!r} "
+            f"is {FAMILY_NAMES[theirs_family]}; pick an {FAMILY_NAMES[theirs_family]} ControlNet for this backbone, "
+            f"or an {FAMILY_NAMES[ours]} backbone for this ControlNet.")
     mine, theirs = _layout(control.net.config), _layout(backbone.unet.config)
     diff = [k for k in mine if mine[k] != theirs[k]]
     if diff:

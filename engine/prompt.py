@@ -53,3 +53,33 @@ def ignored_words(tokenizer, prompt: str) -> list[str]:
     words = re.findall(r"[\w'-]+", prompt.lower())
     pieces = {w: tokenizer(w, add_special_tokens=False).input_ids for w in set(words)}
     return sorted(w for w, ids in pieces.items() if len(ids) != 1 or unk in ids)
+
+
+@torch.no_grad()
+def encode_prompts_sdxl(tokenizers, text_encoders, prompt: str, negative_prompt: str, device, dtype) -> tuple:
+    """SDXL's conditioning as diffusers' StableDiffusionXLPipeline.encode_prompt builds it:
+    each encoder's penultimate hidden states, concatenated along the width, and the pooled
+    (projected) embedding of the second encoder. Long prompts go in the same windows for both
+    encoders; the pooled embedding is the first window's, as diffusers (which truncates) takes it.
+    Returns (positive, negative, pooled positive, pooled negative); an empty negative prompt is
+    encoded as "" (A1111 and ComfyUI do so), not zeroed."""
+    chunks = {}
+    for name, text in (("pos", prompt), ("neg", negative_prompt)):
+        chunks[name] = [_token_chunks(tok, text) for tok in tokenizers]
+    n = max(len(c) for cs in chunks.values() for c in cs)
+
+    def encode(per_tokenizer):
+        hidden, pooled = [], None
+        for tok, encoder, cs in zip(tokenizers, text_encoders, per_tokenizer):
+            cs = cs + [[]] * (n - len(cs))
+            ids = torch.tensor([_chunk_ids(tok, c) for c in cs], device=device)
+            out = encoder(ids, output_hidden_states=True)
+            h = out.hidden_states[-2].to(dtype)
+            hidden.append(h.reshape(1, -1, h.shape[-1]))
+            if out[0].ndim == 2:      # CLIPTextModelWithProjection: text_embeds, one per window
+                pooled = out[0][:1].to(dtype)
+        return torch.cat(hidden, dim=-1), pooled
+
+    pos, pooled_pos = encode(chunks["pos"])
+    neg, pooled_neg = encode(chunks["neg"])
+    return pos, neg, pooled_pos, pooled_neg

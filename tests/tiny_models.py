@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 SCHEDULER_CONFIG = {
     "_class_name": "PNDMScheduler", "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
@@ -17,13 +17,13 @@ SCHEDULER_CONFIG = {
 }
 
 
-def tiny_tokenizer(max_length: int = 77) -> CLIPTokenizer:
+def tiny_tokenizer(max_length: int = 77, pad_token: str = "<|endoftext|>") -> CLIPTokenizer:
     # GPT-2's byte-to-unicode table: printable bytes map to themselves, the rest above 255.
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
     chars = [chr(b) for b in printable] + [chr(256 + i) for i in range(256 - len(printable))]
     tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
     vocab = {t: i for i, t in enumerate(tokens)}
-    tok = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_length)
+    tok = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_length, pad_token=pad_token)
     return tok
 
 
@@ -98,3 +98,54 @@ def save_world_backbone(folder) -> dict:
     pipe.save_pretrained(str(folder))
     return {"unet": unet, "vae": vae, "text_encoder": te, "tokenizer": tok,
             "scheduler_config": dict(architecture.SCHEDULER_CONFIG)}
+
+
+# SDXL at test size: CLIP 32 wide + OpenCLIP 48 wide (projecting to 48) -> cross-attention 80;
+# the text_time embedding reads the pooled 48 plus 6 time ids x 8 = 96.
+SDXL_WIDTHS, SDXL_TIME_DIM = (32, 48), 8
+SDXL_SCHEDULER_CONFIG = {
+    "_class_name": "EulerDiscreteScheduler", "beta_start": 0.00085, "beta_end": 0.012,
+    "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "steps_offset": 1,
+    "timestep_spacing": "leading", "prediction_type": "epsilon", "clip_sample": False,
+    "set_alpha_to_one": False, "skip_prk_steps": True, "interpolation_type": "linear",
+}
+
+
+def tiny_sdxl_unet(seed: int = 0) -> UNet2DConditionModel:
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        sample_size=32, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=sum(SDXL_WIDTHS), attention_head_dim=(2, 4), transformer_layers_per_block=(1, 2),
+        use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=SDXL_TIME_DIM,
+        projection_class_embeddings_input_dim=SDXL_WIDTHS[1] + 6 * SDXL_TIME_DIM, norm_num_groups=32,
+    ).eval()
+
+
+def tiny_sdxl_vae(seed: int = 0) -> AutoencoderKL:
+    vae = tiny_vae(seed)
+    vae.register_to_config(force_upcast=True, scaling_factor=0.13025)
+    return vae
+
+
+def tiny_sdxl_parts(seed: int = 0) -> dict:
+    tok, tok2 = tiny_tokenizer(), tiny_tokenizer(pad_token="!")
+    te = tiny_text_encoder(tok, seed, width=SDXL_WIDTHS[0])
+    torch.manual_seed(seed + 1)
+    cfg = CLIPTextConfig(vocab_size=len(tok2), hidden_size=SDXL_WIDTHS[1], intermediate_size=37, num_attention_heads=4,
+                         num_hidden_layers=3, max_position_embeddings=77, projection_dim=SDXL_WIDTHS[1],
+                         hidden_act="gelu", bos_token_id=tok2.bos_token_id, eos_token_id=tok2.eos_token_id,
+                         pad_token_id=tok2.pad_token_id)
+    te2 = CLIPTextModelWithProjection(cfg).eval()
+    return {"unet": tiny_sdxl_unet(seed), "vae": tiny_sdxl_vae(seed), "text_encoder": te, "text_encoder_2": te2,
+            "tokenizer": tok, "tokenizer_2": tok2, "scheduler_config": dict(SDXL_SCHEDULER_CONFIG)}
+
+
+def save_sdxl_folder(parts: dict, folder) -> None:
+    """Write SDXL parts as a diffusers StableDiffusionXLPipeline folder."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+    pipe = StableDiffusionXLPipeline(
+        vae=parts["vae"], text_encoder=parts["text_encoder"], text_encoder_2=parts["text_encoder_2"],
+        tokenizer=parts["tokenizer"], tokenizer_2=parts["tokenizer_2"], unet=parts["unet"],
+        scheduler=EulerDiscreteScheduler.from_config(parts["scheduler_config"]), add_watermarker=False)
+    pipe.save_pretrained(folder)

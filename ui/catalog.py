@@ -38,6 +38,32 @@ def models() -> dict[str, list[str]]:
     return {"backbones": list(found.get("backbones", [])), "controlnets": list(found.get("controlnets", []))}
 
 
+def family(source: str | None, role: str = "backbone") -> str | None:
+    """A model's family ("sd1", "sd2", "sdxl"), read from its config or file header without
+    loading it; None when it cannot be told (a pickle, the demo's own world)."""
+    return engine.model_family(source, role) if source else None
+
+
+def backbone_choices(backbones: list[str]) -> list[tuple[str, str]]:
+    """(label, source) pairs for the backbone picker: each model's family beside its name (the
+    demo is its own world and keeps its plain name)."""
+    out = []
+    for name in backbones:
+        fam = None if name == DEMO_BACKBONE else family(name)
+        out.append((f"{name} ({engine.family_label(fam)})" if fam else name, name))
+    return out
+
+
+def controlnets_for(backbone: str | None, controlnets: list[str]) -> list[str]:
+    """The control models that fit the backbone's family: those of its family, and those whose
+    family cannot be told here (loading still checks them); the demo's only for the demo."""
+    fam = family(backbone)
+    if backbone == DEMO_BACKBONE:
+        return [c for c in controlnets if c.startswith("demo:")] or list(controlnets)
+    fitting = [c for c in controlnets if not c.startswith("demo:")]
+    return [c for c in fitting if fam is None or family(c, "controlnet") in (None, fam)]
+
+
 def default_backbone(backbones: list[str]) -> str:
     if DEMO_BACKBONE in backbones or not backbones:
         return DEMO_BACKBONE

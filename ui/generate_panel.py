@@ -18,7 +18,8 @@ class GeneratePanel:
     def __init__(self, backbones: list[str]):
         self.missing = gr.Markdown(missing_models_note(backbones), elem_id="no-models", elem_classes=["notice"],
                                    visible=not backbones)
-        self.backbone = gr.Dropdown(backbones, value=catalog.default_backbone(backbones), label="Backbone",
+        self.backbone = gr.Dropdown(catalog.backbone_choices(backbones), value=catalog.default_backbone(backbones),
+                                    label="Backbone",
                                     allow_custom_value=True, elem_id="backbone")
         self.words = gr.Markdown("", elem_id="known-words", elem_classes=["hint"])
         self.prompt = gr.Textbox(label="Prompt", lines=2, placeholder="what to make, e.g. a red circle on a blue sky",

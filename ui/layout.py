@@ -61,11 +61,24 @@ def build_app(manager=None) -> gr.Blocks:
         _wire_sends(stack, upload, upload_send, "upload")
         _wire_sends(stack, pose, pose_send, "pose")
         _wire_generation(panel, stack)
+        _wire_family(panel, stack, installed["controlnets"])
         _wire_recipe(panel, stack, pose)
         demo.load(words_hint, [panel.backbone], [panel.words], show_progress="hidden")
         demo.load(panel.show_current, None, [panel.backbone, panel.cfg_scale], show_progress="hidden", queue=False)
     api.hide_gui_events(demo)
     return demo
+
+
+def _wire_family(panel: GeneratePanel, stack: UnitStack, controlnets: list[str]) -> None:
+    """Picking a backbone offers each unit only the control models of its family (an SDXL
+    ControlNet for an SDXL backbone); a unit's model that does not fit is cleared."""
+    models = [u.model for u in stack.units]
+
+    def offer(backbone, *current):
+        fitting = catalog.controlnets_for(backbone, controlnets)
+        return [gr.update(choices=fitting, value=c if c in fitting else (fitting[0] if fitting else None))
+                for c in current]
+    panel.backbone.input(offer, [panel.backbone, *models], models, show_progress="hidden", queue=False)
 
 
 def _send_row(source: str) -> list:

@@ -5,15 +5,17 @@ environment overrides are read in paths; small JSON files in files; CLIP's token
 engine/configs (tokenizers). Nothing here writes under models/.
 
     load_backbone_components(source) -> dict(unet, vae, text_encoder, tokenizer, scheduler_config,
-                                              recommended, source)
+                                              recommended, source; SDXL: text_encoder_2, tokenizer_2)
     load_controlnet_model(source) -> a diffusers ControlNetModel
-    recommended_settings(source), list_installed(), condition_kind(name)
+    recommended_settings(source), list_installed(), condition_kind(name),
+    model_family(source, role) ("sd1"/"sd2"/"sdxl"/None, without loading), family_label(family)
 """
 from __future__ import annotations
 
 import torch
 
 from .detect import CONDITION_ALIASES, condition_kind
+from .family import family_label, model_family
 from .files import RECOMMENDED_FILE, read_json_object, read_recommended, read_scheduler_config
 from .folders import BACKBONE_PARTS, load_backbone_folder, load_controlnet_folder
 from .paths import CONFIGS_DIR, REPO_ROOT, downloads_allowed, hf_cache_dir, models_dir, outputs_dir
@@ -29,8 +31,9 @@ def load_backbone_components(source: str, dtype: torch.dtype = torch.float32, de
         parts = load_backbone_folder(path, dtype, source)
     else:
         parts = load_backbone_file(path, dtype=dtype, config_dir=sibling_config(path), device=device)
-    for name in ("unet", "vae", "text_encoder"):
-        parts[name] = parts[name].to(device).eval()
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        if parts.get(name) is not None:
+            parts[name] = parts[name].to(device).eval()
     return {**parts, "recommended": read_recommended(path), "source": source}
 
 
@@ -55,5 +58,5 @@ __all__ = [
     "resolve", "models_dir", "outputs_dir", "hf_cache_dir", "downloads_allowed", "read_recommended",
     "read_json_object", "read_scheduler_config", "load_state_dict", "load_backbone_file", "load_controlnet_file",
     "load_backbone_folder", "load_controlnet_folder", "sibling_config", "CONDITION_ALIASES", "RECOMMENDED_FILE",
-    "BACKBONE_PARTS", "CHECKPOINT_SUFFIXES", "CONFIGS_DIR", "REPO_ROOT",
+    "BACKBONE_PARTS", "CHECKPOINT_SUFFIXES", "CONFIGS_DIR", "REPO_ROOT", "model_family", "family_label",
 ]

@@ -31,7 +31,10 @@ SD1_TEXT_KEY = "cond_stage_model.transformer.text_model.embeddings.token_embeddi
 SD2_TEXT_KEY = "cond_stage_model.model.token_embedding.weight"
 LDM_ATTN2 = "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
 DIFFUSERS_ATTN2 = "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight"
-BACKBONE_CONFIGS = {"sd1": "sd15", "sd2-epsilon": "sd2-base", "sd2-v": "sd2-v"}
+BACKBONE_CONFIGS = {"sd1": "sd15", "sd2-epsilon": "sd2-base", "sd2-v": "sd2-v", "sdxl": "sdxl-base"}
+SDXL_CLIP_PREFIX = "conditioner.embedders.0.transformer."   # SDXL's OpenAI CLIP ViT-L
+SDXL_OPEN_CLIP_PREFIX = "conditioner.embedders.1.model."      # SDXL's OpenCLIP ViT-bigG
+SDXL_CONTROLNET_CONFIGS = ("controlnet-sdxl-full", "controlnet-sdxl-mid", "controlnet-sdxl-small")
 CONTROLNET_CONFIGS = {768: "controlnet-sd15", 1024: "controlnet-sd21"}
 
 
@@ -64,9 +67,9 @@ def _shape(sd: dict, key: str) -> tuple | None:
 
 
 def detect_backbone(sd: dict[str, torch.Tensor], name: str = "the file") -> str:
-    """"sd1" or "sd2" from an LDM state dict's shapes; ValueError naming them otherwise."""
+    """"sd1", "sd2" or "sdxl" from an LDM state dict's shapes; ValueError naming them otherwise."""
     if any(k.startswith("conditioner.embedders.") for k in sd):
-        raise ValueError(f"{name} is an SDXL checkpoint; only SD 1.x and 2.x backbones are supported.")
+        return _detect_sdxl(sd, name)
     if not any(k.startswith(UNET_PREFIX) for k in sd):
         hint = (" It holds ControlNet weights: load it as a ControlNet." if _is_controlnet(sd)
                 else " It may be a VAE, LoRA or embedding, or a UNet in diffusers' layout (use a diffusers folder).")
@@ -89,6 +92,28 @@ def detect_backbone(sd: dict[str, torch.Tensor], name: str = "the file") -> str:
                      f"SD 2.x width 1024 with OpenCLIP. {pass_config(name)}")
 
 
+def _detect_sdxl(sd: dict, name: str) -> str:
+    """SDXL base: both encoders (embedders.0 CLIP, embedders.1 OpenCLIP). The refiner has only
+    OpenCLIP, as embedders.0; a v-prediction SDXL carries a `v_pred` key. Both are refused."""
+    if not any(k.startswith(SDXL_CLIP_PREFIX) for k in sd):
+        raise ValueError(f"{name} is an SDXL refiner (one OpenCLIP text encoder, no CLIP ViT-L); refiners are not "
+                         "supported as backbones: use an SDXL base checkpoint.")
+    if "v_pred" in sd:
+        raise ValueError(f"{name} is a v-prediction SDXL checkpoint (it has a v_pred key); only epsilon SDXL "
+                         "checkpoints are supported.")
+    if not any(k.startswith(SDXL_OPEN_CLIP_PREFIX) for k in sd) or not any(k.startswith(UNET_PREFIX) for k in sd):
+        raise ValueError(f"{name} is an incomplete SDXL checkpoint: it lacks the "
+                         f"{'UNet' if any(k.startswith(SDXL_OPEN_CLIP_PREFIX) for k in sd) else 'second text encoder'}"
+                         f". Use a whole SDXL base checkpoint.")
+    return "sdxl"
+
+
+def is_control_lora(sd: dict) -> bool:
+    """Stability's Control-LoRA files: a ControlNet stored as low-rank factors (`*.up`/`*.down`
+    keys, or the `lora_controlnet` marker ComfyUI reads)."""
+    return "lora_controlnet" in sd or any(k.endswith((".up", ".down")) for k in sd)
+
+
 def _is_controlnet(sd: dict) -> bool:
     return any(k.startswith(CONTROL_PREFIX) or k.startswith("input_hint_block.")
                or k.startswith("controlnet_cond_embedding.") for k in sd)
@@ -104,6 +129,11 @@ def controlnet_part(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def detect_controlnet(sd: dict[str, torch.Tensor], name: str = "the file") -> str:
     """The shipped config folder name for a ControlNet state dict (prefix already stripped)."""
+    if is_control_lora(sd):
+        raise ValueError(f"{name} is a Control-LoRA (a ControlNet stored as low-rank factors); Control-LoRAs are "
+                         "not supported: use a full ControlNet (e.g. diffusers_xl_canny_full / _mid / _small).")
+    if "add_embedding.linear_1.weight" in sd:
+        return _sdxl_controlnet_config(sd)
     if not _is_controlnet(sd):
         hint = " It holds a UNet: load it as a backbone." if any(k.startswith(UNET_PREFIX) for k in sd) else ""
         raise ValueError(f"{name} holds no ControlNet weights (no input_hint_block / controlnet_cond_embedding "
@@ -114,6 +144,15 @@ def detect_controlnet(sd: dict[str, torch.Tensor], name: str = "the file") -> st
         raise ValueError(f"{name}: unknown ControlNet architecture (cross-attention to_k {attn2}, hint conv "
                          f"{hint_conv}); known: width 768 (SD 1.5), 1024 (SD 2.1). {pass_config(name)}")
     return CONTROLNET_CONFIGS[attn2[1]]
+
+
+def _sdxl_controlnet_config(sd: dict) -> str:
+    """An SDXL ControlNet in diffusers' layout: full, mid and small differ in the transformer
+    layers of each level (full 1/2/10 as SDXL's UNet, mid 0/0/1, small 0/0/0), told by the keys."""
+    layers = [len({k.split(".")[5] for k in sd if k.startswith(f"down_blocks.{i}.attentions.0.transformer_blocks.")})
+              for i in range(3)]
+    return {(0, 2, 10): "controlnet-sdxl-full", (0, 0, 1): "controlnet-sdxl-mid"}.get(tuple(layers),
+                                                                                     "controlnet-sdxl-small")
 
 
 @torch.no_grad()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
-from transformers import CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from . import tokenizers
 from .files import class_name, read_scheduler_config
@@ -17,6 +17,9 @@ BACKBONE_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 def load_backbone_folder(folder: Path, dtype: torch.dtype, source: str) -> dict:
     if class_name(folder / "config.json") == "ControlNetModel":
         raise ValueError(f"{source!r} ({folder}) is a ControlNet, not a backbone; use it in a control unit.")
+    if (folder / "text_encoder_2").is_dir() and not (folder / "text_encoder").is_dir():
+        raise ValueError(f"{source!r} ({folder}) is an SDXL refiner (it has only text_encoder_2/); refiners are not "
+                         "supported as backbones: use an SDXL base model.")
     missing = [p for p in ("unet", "vae", "text_encoder", "scheduler") if not (folder / p).is_dir()]
     if missing:
         raise ValueError(f"{source!r} ({folder}) is not a diffusers Stable Diffusion folder: it lacks "
@@ -30,8 +33,13 @@ def load_backbone_folder(folder: Path, dtype: torch.dtype, source: str) -> dict:
     else:  # SD 2's OpenCLIP encoder is 1024 wide; its tokenizer pads differently
         tokenizer = tokenizers.clip_tokenizer("sd2" if text_encoder.config.hidden_size == 1024 else "sd1")
     scheduler_config = read_scheduler_config(folder)
-    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
-            "scheduler_config": scheduler_config}
+    parts = {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
+             "scheduler_config": scheduler_config}
+    if (folder / "text_encoder_2").is_dir():   # SDXL: a second, projecting text encoder
+        parts["text_encoder_2"] = _from_pretrained(CLIPTextModelWithProjection, folder, "text_encoder_2", dtype)
+        source_dir = folder if (folder / "tokenizer_2").is_dir() else tokenizers.CONFIGS_DIR / "sdxl-base"
+        parts["tokenizer_2"] = tokenizers.for_config(source_dir, open_clip=True, subfolder="tokenizer_2")
+    return parts
 
 
 def load_controlnet_folder(folder: Path, dtype: torch.dtype, source: str):

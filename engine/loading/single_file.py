@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
-from transformers import CLIPTextModel
+from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
 from . import tokenizers
-from .detect import (BACKBONE_CONFIGS, CONTROLNET_CONFIGS, SD1_TEXT_KEY, SD2_TEXT_KEY, controlnet_part,
-                     detect_backbone, detect_controlnet, is_v_prediction, pass_config)
+from .detect import (BACKBONE_CONFIGS, CONTROLNET_CONFIGS, SD1_TEXT_KEY, SD2_TEXT_KEY, SDXL_CLIP_PREFIX,
+                     controlnet_part, detect_backbone, detect_controlnet, is_v_prediction, pass_config)
 from .files import read_scheduler_config
 from .paths import CONFIGS_DIR
 from .safe_load import load_state_dict
@@ -33,9 +33,11 @@ def load_backbone_file(path: str | Path, dtype: torch.dtype = torch.float32,
     sd = load_state_dict(path)
     if config_dir is None:
         family = detect_backbone(sd, path.name)
-        cfg = CONFIGS_DIR / BACKBONE_CONFIGS["sd1" if family == "sd1" else "sd2-v"]
+        cfg = CONFIGS_DIR / BACKBONE_CONFIGS[{"sd1": "sd1", "sdxl": "sdxl"}.get(family, "sd2-v")]
     else:
         family, cfg = None, _config_folder(config_dir, ("unet", "vae", "text_encoder", "scheduler"))
+    if family == "sdxl" or (cfg / "text_encoder_2").is_dir():
+        return _sdxl_parts(sd, cfg, dtype, path, device)
 
     unet = _convert(UNet2DConditionModel, sd, cfg, "unet", dtype, path).to(device)
     if family == "sd2" and not ("v_pred" in sd or is_v_prediction(unet)):
@@ -45,6 +47,18 @@ def load_backbone_file(path: str | Path, dtype: torch.dtype = torch.float32,
     text_encoder = _text_encoder(sd, cfg, dtype, path).to(device)
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder,
             "tokenizer": tokenizers.for_config(cfg, open_clip=SD2_TEXT_KEY in sd),
+            "scheduler_config": read_scheduler_config(cfg)}
+
+
+def _sdxl_parts(sd: dict, cfg: Path, dtype: torch.dtype, path: Path, device) -> dict:
+    """An original-layout SDXL base checkpoint: diffusers converts each part against `cfg`."""
+    unet = _convert(UNet2DConditionModel, sd, cfg, "unet", dtype, path).to(device)
+    vae = _convert(AutoencoderKL, sd, cfg, "vae", dtype, path).to(device)
+    encoders = [_text_encoder(sd, cfg, dtype, path, cls, sub).to(device) for cls, sub in
+                ((CLIPTextModel, "text_encoder"), (CLIPTextModelWithProjection, "text_encoder_2"))]
+    return {"unet": unet, "vae": vae, "text_encoder": encoders[0], "text_encoder_2": encoders[1],
+            "tokenizer": tokenizers.for_config(cfg, open_clip=False),
+            "tokenizer_2": tokenizers.for_config(cfg, open_clip=True, subfolder="tokenizer_2"),
             "scheduler_config": read_scheduler_config(cfg)}
 
 
@@ -95,15 +109,16 @@ def _convert(cls, sd: dict, cfg: Path, subfolder: str, dtype: torch.dtype, path:
     return model
 
 
-def _text_encoder(sd: dict, cfg: Path, dtype: torch.dtype, path: Path):
-    if SD1_TEXT_KEY not in sd and SD2_TEXT_KEY not in sd:
+def _text_encoder(sd: dict, cfg: Path, dtype: torch.dtype, path: Path, cls=CLIPTextModel,
+                  subfolder: str = "text_encoder"):
+    if SD1_TEXT_KEY not in sd and SD2_TEXT_KEY not in sd and not any(k.startswith(SDXL_CLIP_PREFIX) for k in sd):
         raise ValueError(f"{path.name} holds no text encoder (neither {SD1_TEXT_KEY} nor {SD2_TEXT_KEY}). "
                          "Use a full checkpoint, or a diffusers folder.")
     try:
-        model = create_diffusers_clip_model_from_ldm(CLIPTextModel, sd, subfolder="text_encoder", config=str(cfg),
+        model = create_diffusers_clip_model_from_ldm(cls, sd, subfolder=subfolder, config=str(cfg),
                                                      torch_dtype=dtype, local_files_only=True)
     except (RuntimeError, ValueError, KeyError) as e:
-        raise ValueError(f"{path.name}: its text encoder does not fit the config in {cfg / 'text_encoder'}: "
+        raise ValueError(f"{path.name}: its {subfolder} does not fit the config in {cfg / subfolder}: "
                          f"{str(e)[:300]}. {pass_config(path.name)}") from e
     _check_complete(model, path, "text encoder")
     return model

@@ -27,12 +27,13 @@ def clip_tokenizer(variant: str = "sd1") -> CLIPTokenizer:
     return for_config(CONFIGS_DIR / FAMILY_CONFIGS[variant])
 
 
-def for_config(config_dir: Path, open_clip: bool | None = None) -> CLIPTokenizer:
+def for_config(config_dir: Path, open_clip: bool | None = None, subfolder: str = "tokenizer") -> CLIPTokenizer:
     """The tokenizer of a diffusers config folder: its own tokenizer/ when it has its vocabulary
     (vocab.json, or tokenizer.json as transformers 5 saves it), else the shipped CLIP files with
     the folder's tokenizer_config.json (its special tokens).
-    A folder with neither gets SD 1.x's or, for an OpenCLIP text encoder, SD 2.x's."""
-    folder = Path(config_dir) / "tokenizer"
+    A folder with neither gets SD 1.x's or, for an OpenCLIP text encoder, SD 2.x's (SDXL's
+    second tokenizer, `subfolder="tokenizer_2"`, is OpenCLIP's: it pads with "!" too)."""
+    folder = Path(config_dir) / subfolder
     if (folder / "vocab.json").is_file() or (folder / "tokenizer.json").is_file():
         return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
     if not (folder / "tokenizer_config.json").is_file():

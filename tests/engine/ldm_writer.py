@@ -36,6 +36,8 @@ def _unet_body(sd: dict, cfg, down_blocks: int, with_up: bool) -> dict:
     out.update(_rename(sd, "time_embedding.linear_1", "time_embed.0"))
     out.update(_rename(sd, "time_embedding.linear_2", "time_embed.2"))
     out.update(_rename(sd, "conv_in", "input_blocks.0.0"))
+    out.update(_rename(sd, "add_embedding.linear_1", "label_emb.0.0"))   # SDXL's text_time embedding
+    out.update(_rename(sd, "add_embedding.linear_2", "label_emb.0.2"))
     for i in range(down_blocks):
         for j in range(n):
             ldm = 1 + i * (n + 1) + j
@@ -103,14 +105,15 @@ def clip_to_ldm(text_encoder) -> dict[str, torch.Tensor]:
     return {"cond_stage_model.transformer.text_model." + k: v for k, v in sd.items()}
 
 
-def open_clip_to_ldm(text_encoder) -> dict[str, torch.Tensor]:
+def open_clip_to_ldm(text_encoder, prefix: str = "cond_stage_model.model.") -> dict[str, torch.Tensor]:
     """SD 2.x: OpenCLIP's names, with q/k/v fused into in_proj as nn.MultiheadAttention keeps them."""
     sd = {k.removeprefix("text_model."): v for k, v in text_encoder.state_dict().items()}
     width = text_encoder.config.hidden_size
     out = {"token_embedding.weight": sd["embeddings.token_embedding.weight"],
            "positional_embedding": sd["embeddings.position_embedding.weight"],
            "ln_final.weight": sd["final_layer_norm.weight"], "ln_final.bias": sd["final_layer_norm.bias"],
-           "text_projection": torch.eye(width)}
+           "text_projection": (text_encoder.text_projection.weight.T if hasattr(text_encoder, "text_projection")
+                               else torch.eye(width))}
     for i in range(text_encoder.config.num_hidden_layers):
         src, dst = f"encoder.layers.{i}.", f"transformer.resblocks.{i}."
         for kind in ("weight", "bias"):
@@ -121,7 +124,7 @@ def open_clip_to_ldm(text_encoder) -> dict[str, torch.Tensor]:
             out[dst + f"ln_2.{kind}"] = sd[src + f"layer_norm2.{kind}"]
             out[dst + f"mlp.c_fc.{kind}"] = sd[src + f"mlp.fc1.{kind}"]
             out[dst + f"mlp.c_proj.{kind}"] = sd[src + f"mlp.fc2.{kind}"]
-    return {"cond_stage_model.model." + k: v for k, v in out.items()}
+    return {prefix + k: v for k, v in out.items()}
 
 
 def backbone_to_ldm(unet, vae, text_encoder, open_clip: bool = False, v_pred_marker: bool = False) -> dict:
@@ -133,6 +136,16 @@ def backbone_to_ldm(unet, vae, text_encoder, open_clip: bool = False, v_pred_mar
     sd["alphas_cumprod"] = torch.cumprod(1 - betas, 0).float()
     if v_pred_marker:
         sd["v_pred"] = torch.tensor([])
+    return {k: v.contiguous() for k, v in sd.items()}
+
+
+def sdxl_backbone_to_ldm(parts: dict) -> dict:
+    """An SDXL base checkpoint as Stability's sgm code saves it: CLIP ViT-L under
+    `conditioner.embedders.0.transformer.`, OpenCLIP bigG under `conditioner.embedders.1.model.`."""
+    clip = {k.removeprefix("cond_stage_model."): v for k, v in clip_to_ldm(parts["text_encoder"]).items()}
+    sd = {**unet_to_ldm(parts["unet"]), **vae_to_ldm(parts["vae"]),
+          **{"conditioner.embedders.0." + k: v for k, v in clip.items()},
+          **open_clip_to_ldm(parts["text_encoder_2"], prefix="conditioner.embedders.1.model.")}
     return {k: v.contiguous() for k, v in sd.items()}
 
 

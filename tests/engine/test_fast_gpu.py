@@ -99,3 +99,47 @@ def test_a_shape_whose_graph_would_not_fit_is_served_eagerly(control_maps, monke
     c = render(req, fast).images
     assert fast.predictor.captures >= 1, "with room again, the shape is captured"
     _close(a, c, "captured again")
+
+
+def _sdxl_managers(compile=False):
+    """Tiny SDXL-shaped models (two encoders, text_time embedding, text_time ControlNets) on
+    the eager and the fast path: the graphs hold SDXL's added_cond_kwargs as static inputs."""
+    from tests.tiny_models import tiny_sdxl_parts
+    parts = tiny_sdxl_parts(0)
+    nets = [tiny_controlnet(parts["unet"], seed=s) for s in (1, 2)]
+    for m in (parts["unet"], parts["text_encoder"], parts["text_encoder_2"], *nets):
+        m.to("cuda", torch.float16)
+    parts["vae"].to("cuda", torch.float32)      # force_upcast, as the manager loads it
+    out = []
+    for fast in (False, True):
+        mgr = ModelManager(device="cuda", dtype=torch.float16, fast=fast)
+        if fast:
+            mgr.predictor = GraphedPredictor(compile=compile)
+        mgr.add(Backbone("tiny-xl", parts["unet"], parts["vae"], parts["text_encoder"], parts["tokenizer"],
+                         parts["scheduler_config"], text_encoder_2=parts["text_encoder_2"],
+                         tokenizer_2=parts["tokenizer_2"]))
+        for i, net in enumerate(nets):
+            mgr.add(ControlModel(f"xl{i}", net))
+        out.append(mgr)
+    return out
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_sdxl_fast_path_matches_eager(control_maps, compile):
+    eager, fast = _sdxl_managers(compile)
+    units = [ControlUnit("xl0", control_maps[0], weight=0.8),
+             ControlUnit("xl1", control_maps[1], start=0.25, mode="control", mask=np.tri(64, dtype=np.uint8) * 255)]
+    req = GenerationRequest(backbone="tiny-xl", prompt="a red star", negative_prompt="blurry", units=units,
+                            width=64, height=64, steps=8, seed=3, batch_size=2)
+    b = render(req, fast).images
+    if compile:
+        fast.predictor.wait_compiled()
+        b = render(req, fast).images
+        assert any(g.compiled for g in fast.predictor._graphs.values())
+    a = render(req, eager).images
+    _close(a, b, f"SDXL, compile={compile}")
+    _units_matter(req, eager, a)
+    captured = fast.predictor.captures
+    other = req.replace(prompt="a blue heart", seed=9, width=64, height=64)
+    _close(render(other, eager).images, render(other, fast).images, "SDXL, new prompt and seed")
+    assert fast.predictor.captures == captured, "a new prompt or seed captured new graphs"

@@ -22,8 +22,10 @@ A1111_AUTH = ("artist", "s3cret")
 @pytest.fixture(scope="session")
 def a1111(tmp_path_factory):
     """A studio started with --auth on a models folder holding the demo and a second backbone
-    ("tiny", for switching): {"url", "auth", ...}."""
-    from tests.tiny_models import save_backbone_folder, tiny_backbone_parts
+    ("tiny", for switching) and a tiny SDXL one ("tiny-xl") with an SDXL ControlNet ("xl-canny"):
+    {"url", "auth", ...}."""
+    from tests.tiny_models import (save_backbone_folder, save_sdxl_folder, tiny_backbone_parts, tiny_controlnet,
+                                   tiny_sdxl_parts)
     from tests.ui.studio_server import DEMO, demo_installed, start, stop, tiny_demo
     root = tmp_path_factory.mktemp("a1111-models")
     if demo_installed():
@@ -31,6 +33,9 @@ def a1111(tmp_path_factory):
     else:
         tiny_demo(root)
     save_backbone_folder(tiny_backbone_parts(seed=3), root / "backbones" / "tiny")
+    xl = tiny_sdxl_parts(seed=3)
+    save_sdxl_folder(xl, root / "backbones" / "tiny-xl")
+    tiny_controlnet(xl["unet"]).save_pretrained(root / "controlnets" / "xl-canny")
     server = start(models=root, auth=A1111_AUTH)
     server["auth"] = A1111_AUTH
     yield server

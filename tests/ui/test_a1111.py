@@ -227,3 +227,19 @@ def test_options_switch_the_backbone_and_back(call):
     finally:
         assert call("POST", "/sdapi/v1/options", json={"sd_model_checkpoint": "demo"}).status_code == 200
     assert call("GET", "/sdapi/v1/options").json()["sd_model_checkpoint"].startswith("demo [")
+
+
+def test_options_switch_to_an_sdxl_backbone_and_its_controlnets_run(call):
+    xl = next(m["title"] for m in call("GET", "/sdapi/v1/sd-models").json() if m["model_name"] == "tiny-xl")
+    assert call("POST", "/sdapi/v1/options", json={"sd_model_checkpoint": xl}).status_code == 200
+    unit = {"enabled": True, "module": "none", "model": "xl-canny", "image": b64(scribble()), "weight": 0.8}
+    try:
+        r = call("POST", "/sdapi/v1/txt2img", json=txt2img(steps=2, alwayson_scripts={"controlnet": {"args": [unit]}}))
+        assert r.status_code == 200, r.text
+        assert json.loads(r.json()["info"])["sd_model_name"] == "tiny-xl"
+        assert picture(r.json()["images"][0]).shape[:2] == (SIZE, SIZE)
+        wrong = call("POST", "/sdapi/v1/txt2img", json=txt2img(steps=1, alwayson_scripts={"controlnet": {"args": [
+            {**unit, "model": "demo:scribble"}]}}))
+        assert wrong.status_code >= 400 and "SDXL" in wrong.text and "Traceback" not in wrong.text
+    finally:
+        assert call("POST", "/sdapi/v1/options", json={"sd_model_checkpoint": "demo"}).status_code == 200
