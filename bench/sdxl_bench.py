@@ -10,6 +10,7 @@ when there is no GPU (no fast path or compile there): the check that the bench i
 """
 from __future__ import annotations
 
+import copy
 import json
 import platform
 import statistics
@@ -139,8 +140,19 @@ def timed(fn, runs):
             "peak_gb": peak}
 
 
+def _pipeline_vae(parts):
+    """diffusers' pipeline as shipped: an fp16 VAE it upcasts itself for the decode (force_upcast);
+    the engine's own VAE is already kept in fp32, which the pipeline does not expect."""
+    vae = parts["vae"]
+    if vae.dtype != parts["unet"].dtype:
+        if "pipeline_vae" not in parts:
+            parts["pipeline_vae"] = copy.deepcopy(vae).to(parts["unet"].dtype)
+        vae = parts["pipeline_vae"]
+    return vae
+
+
 def diffusers_runner(parts, n, size, steps, compiled):
-    kw = dict(vae=parts["vae"], text_encoder=parts["text_encoder"], text_encoder_2=parts["text_encoder_2"],
+    kw = dict(vae=_pipeline_vae(parts), text_encoder=parts["text_encoder"], text_encoder_2=parts["text_encoder_2"],
               tokenizer=parts["tokenizer"], tokenizer_2=parts["tokenizer_2"], unet=parts["unet"],
               scheduler=UniPCMultistepScheduler.from_config(parts["scheduler_config"]), add_watermarker=False)
     nets = parts["nets"]
@@ -201,7 +213,8 @@ def main(args) -> dict:
     results = {"device": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
                "torch": torch.__version__, "diffusers": diffusers.__version__, "date": time.strftime("%Y-%m-%d"),
                "dtype": str(dtype), "size": size, "steps": steps, "tiny": bool(args.tiny), "cases": {}, "parity": {}}
-    for name, n in CASES:
+    cases = [c for c in CASES if not getattr(args, "cases", "") or c[0] in args.cases.split(",")]
+    for name, n in cases:
         row = {"diffusers": timed(diffusers_runner(parts, n, size, steps, False), runs)}
         eager = engine_runner(parts, n, size, steps, fast=False)
         row["engine_eager"] = timed(eager, runs)
@@ -220,7 +233,7 @@ def main(args) -> dict:
         results["cases"][name] = row
         print("sdxl", name, json.dumps(row), flush=True)
     if cuda and not args.no_compile:
-        for name, n in CASES:
+        for name, n in cases:
             torch._dynamo.reset()
             results["cases"][name]["diffusers_compiled"] = timed(diffusers_runner(parts, n, size, steps, True), runs)
             print("sdxl", name, "compiled", json.dumps(results["cases"][name]["diffusers_compiled"]), flush=True)
