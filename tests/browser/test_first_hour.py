@@ -143,6 +143,8 @@ def test_interrupt_is_on_only_while_a_run_runs_and_the_result_shows_whole(page):
     assert fit == "contain", fit
     # the recipe panel pretty-printed
     page.get_by_text("Recipe", exact=True).click()
+    # the accordion renders its editor after the click: wait for the text, not just the panel
+    page.wait_for_function("(document.querySelectorAll('#recipe-json .cm-line').length > 5)", timeout=30_000)
     lines = page.locator("#recipe-json .cm-line").all_inner_texts()
     assert len(lines) > 5 and lines[0] == "{" and lines[1].startswith('  "format"'), lines[:3]
 
