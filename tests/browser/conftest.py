@@ -5,6 +5,7 @@ with CNSTUDIO_REQUIRE_BROWSER=1 (.ci/run sets it) a missing browser fails them i
 Every page records its requests and fails its test on any that leaves localhost; every test
 leaves a full-page screenshot under test-artifacts/.
 """
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -52,8 +53,10 @@ def studio(browser):
     return shared()
 
 
-@pytest.fixture()
-def page(browser, studio, request):
+@contextlib.contextmanager
+def open_page(browser, url: str, name: str):
+    """A fresh browser context on the studio at `url`, refusing every request that leaves
+    localhost; its screenshot goes to test-artifacts/<name>.png when the test is done."""
     context = browser.new_context(viewport={"width": 1600, "height": 1100}, accept_downloads=True)
     outside: list[str] = []
     context.on("request", lambda r: None if _is_local(r.url) else outside.append(r.url))
@@ -61,12 +64,18 @@ def page(browser, studio, request):
     context.route(lambda url: not _is_local(url), lambda route: route.abort())
     page = context.new_page()
     page.set_default_timeout(60_000)
-    page.goto(studio["url"] + "/")
+    page.goto(url + "/")
     page.wait_for_selector("#sketch canvas", timeout=120_000)
     yield page
     ARTIFACTS.mkdir(exist_ok=True)
     try:
-        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
     finally:
         context.close()
     assert not outside, f"the page made requests that leave localhost: {outside}"
+
+
+@pytest.fixture()
+def page(browser, studio, request):
+    with open_page(browser, studio["url"], request.node.name) as page:
+        yield page

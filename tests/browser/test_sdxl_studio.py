@@ -1,0 +1,86 @@
+"""An artist who drops an SDXL checkpoint and two SDXL ControlNets into the models folder: the page
+offers the backbone with its family, offers only SDXL control models once it is chosen, and
+generates with two SDXL units from maps uploaded onto them."""
+import io
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors.torch import save_file
+
+from engine import read_recipe
+from tests.browser.conftest import open_page
+from tests.browser.studio_page import image, set_number
+from tests.tiny_models import save_sdxl_folder, tiny_controlnet, tiny_sdxl_parts
+from tests.ui.studio_server import start, stop, tiny_demo
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def xl_studio(tmp_path_factory):
+    root = tiny_demo(tmp_path_factory.mktemp("xl-models"))
+    xl = tiny_sdxl_parts(seed=5)
+    save_sdxl_folder(xl, root / "backbones" / "tiny-xl")
+    tiny_controlnet(xl["unet"], seed=1).save_pretrained(root / "controlnets" / "xl-canny")
+    net = tiny_controlnet(xl["unet"], seed=2)      # a single file with its config beside it
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(root / "controlnets" / "xl-depth.safetensors"))
+    net.save_config(root / "controlnets" / "xl-depth.config")
+    server = start(models=root)
+    yield server
+    stop(server)
+
+
+def _png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _choose(page, selector: str, label: str) -> list[str]:
+    """Open a dropdown as a person does, read what it offers, click `label`; returns the offer."""
+    page.locator(f"{selector} input").click()
+    option = page.get_by_role("option", name=label, exact=True)
+    option.wait_for()
+    # the selected option carries a check mark on a line of its own
+    offered = [n.split("\n")[-1].strip() for n in page.get_by_role("option").all_inner_texts()]
+    option.click(timeout=5_000)
+    page.wait_for_function("([sel, v]) => document.querySelector(sel + ' input').value === v",
+                           arg=[selector, label], timeout=10_000)
+    return offered
+
+
+def test_two_sdxl_units_generate_from_a_models_folder(browser, xl_studio, control_maps, request, tmp_path):
+    with open_page(browser, xl_studio["url"], request.node.name) as page:
+        backbones = _choose(page, "#backbone", "tiny-xl (SDXL)")
+        assert backbones == ["demo", "tiny-xl (SDXL)"], backbones   # the demo stays on offer
+        page.wait_for_function("document.querySelector('#unit1-model input').value.startsWith('xl-')",
+                               timeout=30_000)
+        for n, (model, picture) in enumerate([("xl-canny", control_maps[0]),
+                                              ("xl-depth.safetensors", control_maps[1])], start=1):
+            page.locator(f"#unit{n}-map input[type=file]").set_input_files(
+                files=[{"name": f"map{n}.png", "mimeType": "image/png", "buffer": _png(picture)}])
+            page.locator(f"#unit{n}-map img").first.wait_for()
+            offered = _choose(page, f"#unit{n}-model", model)
+            assert "xl-canny" in offered and "xl-depth.safetensors" in offered, offered
+            assert not any(name.startswith("demo") for name in offered), offered   # SD1.5 nets are not offered
+            enabled = page.locator(f"#unit{n}-enabled input")
+            if not enabled.is_checked():
+                enabled.check()
+        page.locator("#prompt textarea").fill("a red star")
+        set_number(page, "#steps", 2)
+        set_number(page, "#width", 64)
+        set_number(page, "#height", 64)
+        page.locator("#generate").click()
+        page.wait_for_selector("#gallery img", timeout=180_000)
+        picture = image(page, "#gallery")
+        assert picture.shape == (64, 64, 3), picture.shape
+        assert picture.std() > 1                         # a picture, not a blank tile
+        page.locator("#gallery img").first.click()
+        with page.expect_download() as download:
+            page.locator("#gallery button[aria-label=Download]").click()
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
+    recipe = read_recipe(saved)
+    assert recipe.backbone == "tiny-xl" and recipe.steps == 2
+    assert [(u.model, u.enabled) for u in recipe.units[:2]] == [("xl-canny", True), ("xl-depth.safetensors", True)]
+    assert Image.open(saved).size == (64, 64)
