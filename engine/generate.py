@@ -62,7 +62,7 @@ def _map_kind(unit) -> str | None:
     if unit.annotator:
         import annotators
         try:
-            return annotators.get(unit.annotator).kind
+            return annotators.spec(unit.annotator)["kind"]
         except (KeyError, ValueError):
             pass
     return condition_kind(unit.model)

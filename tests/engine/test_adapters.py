@@ -104,6 +104,7 @@ class _UNetCalls:
         self.calls.append({"x": args[0].clone(), "t": args[1], "text": kwargs["encoder_hidden_states"].clone(),
                            "intra": None if intra is None else [r.clone() for r in intra],
                            "downs": None if downs is None else [r.clone() for r in downs],
+                           "added": kwargs.get("added_cond_kwargs"),
                            "mid": None if kwargs.get("mid_block_additional_residual") is None
                            else kwargs["mid_block_additional_residual"].clone()})
 
