@@ -8,6 +8,8 @@
 Values: ControlUnit, GenerationRequest (JSON via .to_json()/.from_json(), the recipe),
 GenerationResult. Running: generate(request, on_step=None, stop=None); it raises ValueError
 for a request that cannot run as asked and GenerationError (e.g. out of memory) for a failed run.
+Control models: a unit's model is a ControlNet, a T2I-Adapter or a ControlNet-Union model (SDXL;
+ControlUnit.union_control_type picks one of UNION_CONTROL_TYPES, else its annotator's kind does).
 Models: load_backbone(source), load_controlnet(source), installed_models(), ModelManager (build_manager(fast=, compile=, offload=) builds one with the
 documented CNSTUDIO_FAST/COMPILE/OFFLOAD overrides for options left None), where a
 source is "demo", "demo:<kind>", a diffusers folder, a single .safetensors/.ckpt/.pth file, a name
@@ -37,6 +39,7 @@ from .loading import condition_kind, family_label, model_family, models_dir, out
 from .manager import ModelManager, build_manager, default_manager
 from .outputs import encode_png, infotext, read_recipe
 from .samplers import SAMPLER_DISPLAY_NAMES, SAMPLERS
+from .union import UNION_CONTROL_TYPES
 from .values import (DEFAULT_CFG_SCALE, MODES, ControlMode, ControlUnit, GenerationRequest, GenerationResult,
                      recommended_cfg_scale)
 
@@ -62,5 +65,5 @@ __all__ = [
     "condition_kind", "recommended_settings", "recommended_cfg_scale", "DEFAULT_CFG_SCALE",
     "fit_map", "fidelity_score", "read_recipe", "encode_png", "infotext", "short_hash", "models_dir",
     "outputs_dir", "SAMPLERS", "SAMPLER_DISPLAY_NAMES", "MODES", "RESIZE_MODES", "ControlMode", "ResizeMode",
-    "limits", "model_family", "family_label",
+    "limits", "model_family", "family_label", "UNION_CONTROL_TYPES",
 ]

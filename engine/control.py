@@ -11,6 +11,9 @@ import torch.nn.functional as F
 
 from annotators.image import fit
 
+from .adapter import is_adapter, prepare_adapter
+from .union import UnionControl, is_union, prepare_union, union_input, union_type_for
+
 
 def in_window(step: int, total: int, start: float, end: float) -> bool:
     """diffusers' keep rule (REFERENCE.md): step i of N is kept unless i/N < start or (i+1)/N > end."""
@@ -38,9 +41,15 @@ class PreparedUnit:
     cond_only: bool                  # `control` mode: the unconditional half gets no control
     mask: torch.Tensor | None        # (1, 1, H, W) in [0, 1] at image resolution
     pooled: bool                     # global_pool_conditions nets (e.g. shuffle) average their residuals
+    union: UnionControl | None = None  # a Union model's control type, for its single-type call
 
 
-def prepare_unit(unit, net, width: int, height: int, device, dtype) -> PreparedUnit:
+def prepare_unit(unit, net, width: int, height: int, device, dtype, kind: str | None = None):
+    """A unit made ready for one generation: a PreparedUnit for a ControlNet or Union model (`kind`:
+    the condition kind of its annotator, which picks a Union type the unit does not name), an
+    engine.adapter.PreparedAdapter for a T2I-Adapter."""
+    if is_adapter(net):
+        return prepare_adapter(unit, net, width, height, device, dtype)
     cfg = net.config
     if cfg.get("class_embed_type") or cfg.get("addition_embed_type") not in (None, "text_time"):
         raise ValueError(f"ControlNet {unit.model!r} needs embeddings this studio does not feed "
@@ -64,15 +73,18 @@ def prepare_unit(unit, net, width: int, height: int, device, dtype) -> PreparedU
     pooled = bool(cfg.get("global_pool_conditions", False))
     # A pooled net is scaled uniformly and fed the conditional half only, as diffusers does.
     scales = residual_scales(n_res, unit.weight, "balanced" if pooled else unit.mode).to(device)
+    union = prepare_union(net, union_type_for(unit, kind, net), embedding, dtype) if is_union(net) else None
     return PreparedUnit(net, embedding, scales, unit.start, unit.end,
-                        cond_only=pooled or unit.mode == "control", mask=mask, pooled=pooled)
+                        cond_only=pooled or unit.mode == "control", mask=mask, pooled=pooled, union=union)
 
 
-def controlnet_forward(net, sample, timestep, text, embedding, added: dict | None = None):
+def controlnet_forward(net, sample, timestep, text, embedding, added: dict | None = None,
+                       union: UnionControl | None = None):
     """ControlNetModel.forward for SD 1.x/2.x and SDXL nets, with the condition embedding given
     instead of recomputed; returns the unscaled (down residuals, mid residual). `added` is SDXL's
     added_cond_kwargs: the pooled text embedding and the time ids join the timestep embedding
-    (addition_embed_type "text_time"), as in diffusers' ControlNetModel.forward."""
+    (addition_embed_type "text_time"), as in diffusers' ControlNetModel.forward. With `union`, a
+    ControlNetUnionModel's single-type call (engine.union)."""
     t = timestep if torch.is_tensor(timestep) else torch.tensor([timestep], device=sample.device)
     t = t.reshape(-1).expand(sample.shape[0])
     emb = net.time_embedding(net.time_proj(t).to(dtype=sample.dtype), None)
@@ -81,8 +93,9 @@ def controlnet_forward(net, sample, timestep, text, embedding, added: dict | Non
             raise ValueError("an SDXL ControlNet needs SDXL's pooled text embedding and time ids: use an SDXL backbone")
         text_embeds = added["text_embeds"]
         time_embeds = net.add_time_proj(added["time_ids"].flatten()).reshape(text_embeds.shape[0], -1)
-        emb = emb + net.add_embedding(torch.cat([text_embeds, time_embeds], dim=-1).to(emb.dtype))
-    h = net.conv_in(sample) + embedding
+        aug = net.add_embedding(torch.cat([text_embeds, time_embeds], dim=-1).to(emb.dtype))
+        emb = emb + aug if union is None else emb + union.time_emb + aug   # diffusers' order of sums
+    h = net.conv_in(sample) + embedding if union is None else union_input(net, sample, embedding, union)
     residuals = (h,)
     for block in net.down_blocks:
         if getattr(block, "has_cross_attention", False):
@@ -110,7 +123,10 @@ def unit_residuals(unit: PreparedUnit, latents_in, timestep, text, cfg: bool, fo
         if added is not None:
             added = {k: v.chunk(2)[1] for k, v in added.items()}
     emb = unit.embedding.expand(x.shape[0], -1, -1, -1)
-    downs, mid = forward(unit.net, x, timestep, txt, emb, *(() if added is None else (added,)))
+    if unit.union is not None:
+        downs, mid = controlnet_forward(unit.net, x, timestep, txt, emb, added, unit.union)
+    else:
+        downs, mid = forward(unit.net, x, timestep, txt, emb, *(() if added is None else (added,)))
     scales = unit.scales
     out = [r * scales[i] for i, r in enumerate(downs)] + [mid * scales[-1]]
     if unit.pooled:

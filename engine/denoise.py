@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.utils.torch_utils import randn_tensor
 
+from .adapter import PreparedAdapter, adapter_features
 from .control import combined_residuals, controlnet_forward, in_window
 from annotators.image import fit
 
@@ -60,9 +61,15 @@ def predict_noise(unet, units: list, x_in, t, text, cfg_scale: float | None, cn_
     """One step's noise prediction: the locked UNet plus the given (active) units' residuals,
     then classifier-free guidance when cfg_scale is given. `added` is SDXL's added_cond_kwargs
     (text_embeds, time_ids), batched like `text`. engine.fast captures this same function in a
-    CUDA graph."""
-    downs, mid = combined_residuals(units, x_in, t, text, cfg_scale is not None, cn_forward, streams, added)
+    CUDA graph. T2I-Adapter units (engine.adapter) add their step-independent features inside
+    the down blocks; ControlNet and Union units add residuals to the skip connections."""
+    cfg = cfg_scale is not None
+    adapters = [u for u in units if isinstance(u, PreparedAdapter)]
+    nets = [u for u in units if not isinstance(u, PreparedAdapter)] if adapters else units
+    downs, mid = combined_residuals(nets, x_in, t, text, cfg, cn_forward, streams, added)
     extra = {"added_cond_kwargs": added} if added is not None else {}
+    if adapters:
+        extra["down_intrablock_additional_residuals"] = adapter_features(adapters, x_in.shape[0], cfg)
     noise_pred = unet(x_in, t, encoder_hidden_states=text, down_block_additional_residuals=downs,
                       mid_block_additional_residual=mid, return_dict=False, **extra)[0]
     if cfg_scale is not None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .control import controlnet_forward
+from .control import PreparedUnit, controlnet_forward
 from .denoise import predict_noise
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ class GraphedPredictor:
         self._cn_forward = torch.compile(controlnet_forward, dynamic=False) if compile else controlnet_forward
         self.captures = 0
         self.eager_shapes = 0    # shapes served eagerly because a graph of them would not have fitted
+        self.eager_calls = 0     # steps served eagerly because they held T2I-Adapter or Union units
         self.capture_seconds = 0.0
         self.compile_seconds = 0.0
         # Several units' ControlNets are independent: on their own streams they overlap on the GPU.
@@ -147,6 +148,10 @@ class GraphedPredictor:
                 _release_cublas_workspaces()
 
     def __call__(self, unet, units, x, t, text, cfg_scale, added: dict | None = None):
+        if any(not isinstance(u, PreparedUnit) or u.union is not None for u in units):
+            # T2I-Adapter and Union units run eagerly: their graphs are not captured yet (bench/RESULTS.md)
+            self.eager_calls += 1
+            return predict_noise(unet, units, x, t, text, cfg_scale, added=added)
         t = t if torch.is_tensor(t) else torch.tensor(t)
         key = self._key(unet, units, x, t, text, cfg_scale, added)
         with self._lock:

@@ -12,6 +12,7 @@ from PIL import Image
 
 from . import limits
 from .control import prepare_unit
+from .loading import condition_kind
 from .denoise import OnStep, Step, decode, denoise
 from .models import Backbone
 from .manager import ModelManager, default_manager
@@ -56,6 +57,17 @@ def _reporter(on_step: OnStep | None, backbone: Backbone, request: GenerationReq
     return callback
 
 
+def _map_kind(unit) -> str | None:
+    """The kind of map a unit holds: its annotator's kind, else what its model's name says."""
+    if unit.annotator:
+        import annotators
+        try:
+            return annotators.spec(unit.annotator)["kind"]
+        except (KeyError, ValueError):
+            pass
+    return condition_kind(unit.model)
+
+
 def render(request: GenerationRequest, manager: ModelManager | None = None, on_step: OnStep | None = None,
            stop=None) -> Rendered:
     """The work of `generate` without the files."""
@@ -75,7 +87,7 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
         cfg = backbone.cfg_scale if request.cfg_scale is None else request.cfg_scale
         resolved = request.replace(seed=seeds[0], cfg_scale=cfg)
         with manager.placed(nets):
-            units = [prepare_unit(unit, net, width, height, backbone.device, backbone.dtype)
+            units = [prepare_unit(unit, net, width, height, backbone.device, backbone.dtype, _map_kind(unit))
                      for unit, net in zip(active, nets)]
             done = denoise(backbone, units, resolved, width, height, seeds,
                            _reporter(on_step, backbone, resolved, width, height), stop, predict=manager.predictor)

@@ -81,10 +81,44 @@ def _layout(cfg) -> dict:
     }
 
 
+def adapter_family(cfg) -> str:
+    """A T2I-Adapter's family: SDXL's adapters are `full_adapter_xl`; the others serve SD 1.x/2.x."""
+    return "sdxl" if cfg.get("adapter_type") == "full_adapter_xl" else "sd1"
+
+
+def _adapter_levels(cfg) -> list:
+    """The channels of each feature map an adapter gives (the light adapter repeats its last)."""
+    channels = list(cfg.get("channels") or ())
+    return channels + channels[-1:] if cfg.get("adapter_type") == "light_adapter" else channels
+
+
+def _check_adapter_fits(control: ControlModel, backbone: Backbone) -> None:
+    cfg = control.net.config
+    ours, theirs = adapter_family(cfg), backbone.family
+    if (ours == "sdxl") != (theirs == "sdxl"):
+        mine = "an SDXL" if ours == "sdxl" else "an SD 1.x/2.x"
+        want = "an SDXL T2I-Adapter (t2i-adapter_xl_*, adapter_type full_adapter_xl)" if theirs == "sdxl" else \
+            "an SD 1.5 T2I-Adapter (t2iadapter_*_sd15*)"
+        raise ValueError(f"T2I-Adapter {control.source!r} is {mine} adapter and backbone {backbone.source!r} is "
+                         f"{FAMILY_NAMES[theirs]}; pick {want} for this backbone.")
+    blocks = list(backbone.unet.config.get("block_out_channels") or ())
+    levels, expected = _adapter_levels(cfg), blocks + blocks[-1:]
+    if levels != expected[:len(levels)]:
+        raise ValueError(f"T2I-Adapter {control.source!r} gives features of {levels} channels, but backbone "
+                         f"{backbone.source!r} takes {expected[:len(levels)]}: the adapter was made for another "
+                         "architecture. Pick an adapter made for this backbone's family.")
+
+
 def check_fits(control: ControlModel, backbone: Backbone) -> None:
-    """Refuse a ControlNet made for another architecture, naming both, instead of failing
-    later with a shape error deep inside the UNet."""
+    """Refuse a ControlNet or adapter made for another architecture, naming both, instead of
+    failing later with a shape error deep inside the UNet."""
+    if type(control.net).__name__ == "T2IAdapter":
+        return _check_adapter_fits(control, backbone)
     ours, theirs_family = family_of(control.net.config), backbone.family
+    if "num_control_type" in control.net.config and theirs_family != "sdxl":
+        raise ValueError(f"{control.source!r} is a ControlNet-Union model, which exists only for SDXL, and backbone "
+                         f"{backbone.source!r} is {FAMILY_NAMES[theirs_family]}; use an SDXL backbone, or a ControlNet "
+                         f"of the kind you need for {FAMILY_NAMES[theirs_family]}.")
     if ours != theirs_family and "sdxl" in (ours, theirs_family):
         raise ValueError(
             f"ControlNet {control.source!r} is an {FAMILY_NAMES[ours]} ControlNet and backbone {backbone.source!r} "

@@ -131,6 +131,9 @@ class ControlUnit:
     # The skeleton the map was drawn from (OpenPose JSON), so that a restored recipe brings the
     # pose back into an editor; None for a map that no pose made. The map stays what acts.
     pose: dict | None = None
+    # A ControlNet-Union unit's control type, by AUTOMATIC1111's extension's names ("OpenPose",
+    # "Depth", "Hard Edge", ...); None: the kind of the unit's annotator picks it. Other models ignore it.
+    union_control_type: str | None = None
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass)
@@ -164,9 +167,15 @@ class ControlUnit:
         set_("annotator_params", params)
         if self.pose is not None:
             set_("pose", _checked_pose(self.pose, self.model))
+        if self.union_control_type is not None:
+            from .union import UNION_CONTROL_TYPES
+            _choice("union_control_type", self.union_control_type, UNION_CONTROL_TYPES)
 
     def to_dict(self) -> dict:
-        extra = {} if self.pose is None else {"pose": self.pose}   # old recipes' JSON stays as it was
+        # keys added after version 1's first units are written only when set: old recipes' JSON stays as it was
+        extra = {} if self.pose is None else {"pose": self.pose}
+        if self.union_control_type is not None:
+            extra["union_control_type"] = self.union_control_type
         return {
             "model": self.model, "image": _encoded(self, "image", self.image), "weight": self.weight,
             "start": self.start, "end": self.end, "mode": self.mode, "mask": _encoded(self, "mask", self.mask),

@@ -149,3 +149,35 @@ def save_sdxl_folder(parts: dict, folder) -> None:
         tokenizer=parts["tokenizer"], tokenizer_2=parts["tokenizer_2"], unet=parts["unet"],
         scheduler=EulerDiscreteScheduler.from_config(parts["scheduler_config"]), add_watermarker=False)
     pipe.save_pretrained(folder)
+
+
+def _randomise(params, generator, scale: float = 0.2) -> None:
+    with torch.no_grad():
+        for p in params:
+            p.copy_(torch.randn(p.shape, generator=generator) * scale)
+
+
+def tiny_adapter(seed: int = 3, xl: bool = False, in_channels: int = 3):
+    """A T2I-Adapter for the tiny UNets (blocks 32/64, VAE scale 2): the SD 1.x one unshuffles by 2
+    (features at the latent and half of it), the SDXL one (full_adapter_xl) by 4 (both at half)."""
+    from diffusers import T2IAdapter
+    torch.manual_seed(seed)
+    return T2IAdapter(in_channels=in_channels, channels=(32, 64), num_res_blocks=2, downscale_factor=4 if xl else 2,
+                      adapter_type="full_adapter_xl" if xl else "full_adapter").eval()
+
+
+def tiny_union(unet: UNet2DConditionModel, seed: int = 5, num_control_type: int = 6):
+    """A ControlNet-Union model for the tiny SDXL UNet, weights copied from it, with its zero
+    convolutions and the type mixer's projection randomised so that every part matters."""
+    from diffusers import ControlNetUnionModel
+    base = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    width = unet.config.block_out_channels[0]
+    torch.manual_seed(seed)
+    net = ControlNetUnionModel.from_config({**base.config, "num_control_type": num_control_type,
+                                            "num_trans_channel": width, "num_trans_head": 4,
+                                            "num_proj_channel": width})
+    net.load_state_dict(base.state_dict(), strict=False)
+    g = torch.Generator().manual_seed(seed)
+    _randomise(list(net.controlnet_down_blocks.parameters()) + list(net.controlnet_mid_block.parameters())
+               + list(net.controlnet_cond_embedding.conv_out.parameters()) + list(net.spatial_ch_projs.parameters()), g)
+    return net.eval()

@@ -137,7 +137,7 @@ def detect_controlnet(sd: dict[str, torch.Tensor], name: str = "the file") -> st
     if not _is_controlnet(sd):
         hint = " It holds a UNet: load it as a backbone." if any(k.startswith(UNET_PREFIX) for k in sd) else ""
         raise ValueError(f"{name} holds no ControlNet weights (no input_hint_block / controlnet_cond_embedding "
-                         f"keys); T2I-Adapters and Control-LoRAs are not supported.{hint}")
+                         f"keys, nor a T2I-Adapter's or Union model's).{hint}")
     attn2 = _shape(sd, LDM_ATTN2) or _shape(sd, DIFFUSERS_ATTN2)
     if attn2 is None or attn2[1] not in CONTROLNET_CONFIGS:
         hint_conv = _shape(sd, "input_hint_block.0.weight") or _shape(sd, "controlnet_cond_embedding.conv_in.weight")

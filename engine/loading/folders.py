@@ -1,14 +1,14 @@
-"""Diffusers folders: a Stable Diffusion pipeline folder as backbone parts, a ControlNet folder as
-a ControlNetModel; local files only, with errors that say what the folder lacks."""
+"""Diffusers folders: a Stable Diffusion pipeline folder as backbone parts, a control model folder as
+a ControlNetModel, ControlNetUnionModel or T2IAdapter; local files only, with errors that say what the folder lacks."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+from diffusers import AutoencoderKL, ControlNetModel, ControlNetUnionModel, T2IAdapter, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from . import tokenizers
+from . import adapters, tokenizers
 from .files import class_name, read_scheduler_config
 
 BACKBONE_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -48,9 +48,16 @@ def load_controlnet_folder(folder: Path, dtype: torch.dtype, source: str):
     name = class_name(folder / "config.json")
     if name is None and (folder / "model_index.json").is_file():
         raise ValueError(f"{source!r} ({folder}) is a backbone (a pipeline folder), not a ControlNet.")
+    if name == "T2IAdapter":
+        return _from_pretrained(T2IAdapter, folder, None, dtype)
+    if name in ("ControlNetModel", "ControlNetUnionModel") and adapters.folder_is_union(folder, adapters.read_config(folder)):
+        count = adapters.union_type_count_in_folder(folder)
+        return _from_pretrained(ControlNetUnionModel, folder, None, dtype,
+                                **({} if count is None else {"num_control_type": count}))
     if name != "ControlNetModel":
         raise ValueError(f"{source!r} ({folder}) is not a diffusers ControlNet folder: its config.json "
-                         f"{'names ' + repr(name) if name else 'is missing'}; expected ControlNetModel.")
+                         f"{'names ' + repr(name) if name else 'is missing'}; expected ControlNetModel, "
+                         "ControlNetUnionModel or T2IAdapter.")
     return _from_pretrained(ControlNetModel, folder, None, dtype)
 
 
@@ -58,13 +65,13 @@ _WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model
                  "model.safetensors", "pytorch_model.bin")
 
 
-def _from_pretrained(cls, folder: Path, subfolder: str | None, dtype: torch.dtype):
+def _from_pretrained(cls, folder: Path, subfolder: str | None, dtype: torch.dtype, **overrides):
     """from_pretrained, local files only; picks the fp16 variant when it is the only one there."""
     where = folder / subfolder if subfolder else folder
     variant = None
     if not any((where / n).is_file() for n in _WEIGHT_NAMES) and any(where.glob("*.fp16.*")):
         variant = "fp16"
-    kwargs = {"subfolder": subfolder} if subfolder else {}
+    kwargs = {"subfolder": subfolder, **overrides} if subfolder else dict(overrides)
     try:
         return cls.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True, variant=variant, **kwargs)
     except (OSError, ValueError, RuntimeError) as e:

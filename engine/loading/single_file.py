@@ -15,7 +15,7 @@ from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
 from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-from . import tokenizers
+from . import adapters, tokenizers
 from .detect import (BACKBONE_CONFIGS, CONTROLNET_CONFIGS, SD1_TEXT_KEY, SD2_TEXT_KEY, SDXL_CLIP_PREFIX,
                      controlnet_part, detect_backbone, detect_controlnet, is_v_prediction, pass_config)
 from .files import read_scheduler_config
@@ -64,9 +64,15 @@ def _sdxl_parts(sd: dict, cfg: Path, dtype: torch.dtype, path: Path, device) -> 
 
 def load_controlnet_file(path: str | Path, dtype: torch.dtype = torch.float32,
                          config_dir: str | Path | None = None):
-    """Load an lllyasviel-layout (or diffusers-layout) ControlNet file as a diffusers ControlNetModel."""
+    """Load an lllyasviel-layout (or diffusers-layout) ControlNet file as a diffusers ControlNetModel; a
+    T2I-Adapter or ControlNet-Union file as its diffusers class (engine.loading.adapters)."""
     path = Path(path)
     sd = controlnet_part(load_state_dict(path))
+    config_dir = None if config_dir is None else Path(config_dir)
+    if adapters.is_adapter_state(sd):
+        return adapters.load_adapter_state(sd, dtype, path.name, config_dir)
+    if adapters.is_union_state(sd):
+        return adapters.load_union_state(sd, dtype, path.name, config_dir)
     cfg = (CONFIGS_DIR / detect_controlnet(sd, path.name) if config_dir is None
            else _config_folder(config_dir, ()))
     if not (cfg / "config.json").is_file() and (cfg / "controlnet" / "config.json").is_file():

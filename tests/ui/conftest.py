@@ -22,10 +22,11 @@ A1111_AUTH = ("artist", "s3cret")
 @pytest.fixture(scope="session")
 def a1111(tmp_path_factory):
     """A studio started with --auth on a models folder holding the demo and a second backbone
-    ("tiny", for switching) and a tiny SDXL one ("tiny-xl") with an SDXL ControlNet ("xl-canny"):
+    ("tiny", for switching) and a tiny SDXL one ("tiny-xl") with an SDXL ControlNet ("xl-canny"), a Union
+    model ("controlnet-union-sdxl-1.0") and an SDXL T2I-Adapter ("t2i-adapter_xl_canny"):
     {"url", "auth", ...}."""
-    from tests.tiny_models import (save_backbone_folder, save_sdxl_folder, tiny_backbone_parts, tiny_controlnet,
-                                   tiny_sdxl_parts)
+    from tests.tiny_models import (save_backbone_folder, save_sdxl_folder, tiny_adapter, tiny_backbone_parts,
+                                   tiny_controlnet, tiny_sdxl_parts, tiny_union)
     from tests.ui.studio_server import DEMO, demo_installed, start, stop, tiny_demo
     root = tmp_path_factory.mktemp("a1111-models")
     if demo_installed():
@@ -36,6 +37,8 @@ def a1111(tmp_path_factory):
     xl = tiny_sdxl_parts(seed=3)
     save_sdxl_folder(xl, root / "backbones" / "tiny-xl")
     tiny_controlnet(xl["unet"]).save_pretrained(root / "controlnets" / "xl-canny")
+    tiny_union(xl["unet"]).save_pretrained(root / "controlnets" / "controlnet-union-sdxl-1.0")
+    tiny_adapter(xl=True).save_pretrained(root / "controlnets" / "t2i-adapter_xl_canny")
     server = start(models=root, auth=A1111_AUTH)
     server["auth"] = A1111_AUTH
     yield server

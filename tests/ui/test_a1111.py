@@ -243,3 +243,30 @@ def test_options_switch_to_an_sdxl_backbone_and_its_controlnets_run(call):
         assert wrong.status_code >= 400 and "SDXL" in wrong.text and "Traceback" not in wrong.text
     finally:
         assert call("POST", "/sdapi/v1/options", json={"sd_model_checkpoint": "demo"}).status_code == 200
+
+
+def test_union_and_adapter_units_through_the_extensions_fields(call):
+    """A Union unit takes the extension's union_control_type ("Unknown": from the module); an SDXL
+    adapter and a ControlNet run beside it in one request; a type the model lacks is a 4xx naming it."""
+    xl = next(m["title"] for m in call("GET", "/sdapi/v1/sd-models").json() if m["model_name"] == "tiny-xl")
+    listed = {m.split(" [")[0] for m in call("GET", "/controlnet/model_list").json()["model_list"]}
+    assert {"controlnet-union-sdxl-1.0", "t2i-adapter_xl_canny"} <= listed
+    assert call("POST", "/sdapi/v1/options", json={"sd_model_checkpoint": xl}).status_code == 200
+    union = {"module": "none", "model": "controlnet-union-sdxl-1.0", "image": b64(scribble()),
+             "union_control_type": "hard edge"}
+    units = [union, {"module": "none", "model": "t2i-adapter_xl_canny", "image": b64(scribble()), "weight": 0.6},
+             {"module": "canny", "model": "controlnet-union-sdxl-1.0", "image": b64(photo()),
+              "union_control_type": "Unknown", "guidance_end": 0.5}]
+    try:
+        r = call("POST", "/sdapi/v1/txt2img", json=txt2img(steps=2, alwayson_scripts={"controlnet": {"args": units}}))
+        assert r.status_code == 200, r.text
+        assert not any("union_control_type" in w for w in json.loads(r.json()["info"]).get("warnings", []))
+        recipe = read_recipe(base64.b64decode(r.json()["images"][0]))
+        assert [u.union_control_type for u in recipe.units] == ["Hard Edge", None, None]
+        assert recipe.units[2].annotator == "canny"      # whose kind picks Hard Edge when the unit runs
+        for bad, said in (("Tile", "ProMax"), ("Sketch", "is not one of")):
+            wrong = call("POST", "/sdapi/v1/txt2img", json=txt2img(steps=1, alwayson_scripts={"controlnet": {
+                "args": [{**union, "union_control_type": bad}]}}))
+            assert wrong.status_code >= 400 and said in wrong.text and "Traceback" not in wrong.text, wrong.text
+    finally:
+        assert call("POST", "/sdapi/v1/options", json={"sd_model_checkpoint": "demo"}).status_code == 200

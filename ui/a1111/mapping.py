@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 import annotators
 import engine
-from engine import ControlUnit, GenerationRequest, limits
+from engine import UNION_CONTROL_TYPES, ControlUnit, GenerationRequest, limits
 
 from .. import catalog
 from . import names, pictures
@@ -186,8 +186,20 @@ def _unit(arg: ControlNetUnitArgs, i: int, where: tuple, payload: Txt2Img, init_
     unit = _at(where, lambda: ControlUnit(
         model, detected, weight=arg.weight, start=arg.guidance_start, end=end,
         mode=names.choice("control_mode", arg.control_mode, names.CONTROL_MODES, names.CONTROL_BY_NUMBER),
-        mask=region, resize_mode=_resize_mode(arg), annotator=module.annotator, annotator_params=params))
+        mask=region, resize_mode=_resize_mode(arg), annotator=module.annotator, annotator_params=params,
+        union_control_type=_at((*where, "union_control_type"), _union_type, arg.union_control_type)))
     return unit, detected
+
+
+def _union_type(value: str | None) -> str | None:
+    """The extension's union_control_type: one of its names (any case); "Unknown" (its default) or
+    nothing lets the module's kind pick it. Models other than Union ignore it, as there."""
+    if value is None or value.strip().lower() in ("", "unknown"):
+        return None
+    for name in UNION_CONTROL_TYPES:
+        if name.lower() == value.strip().lower():
+            return name
+    raise ValueError(f"union_control_type {value!r} is not one of: {', '.join(UNION_CONTROL_TYPES)}, Unknown")
 
 
 def _resize_mode(arg: ControlNetUnitArgs) -> str:

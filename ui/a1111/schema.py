@@ -44,6 +44,7 @@ class ControlNetUnitArgs(Loose):
     pixel_perfect: bool = False
     save_detected_map: bool = True
     effective_region_mask: Optional[str] = None
+    union_control_type: Optional[str] = None     # a Union model's type; "Unknown": from the module
     # deprecated spellings the extension still reads
     input_image: Optional[Picture] = None
     guidance: Optional[float] = Field(None, ge=0.0, le=1.0)
@@ -59,7 +60,7 @@ class ControlNetUnitArgs(Loose):
         return self
 
     def unknown(self) -> list[str]:
-        ignored = {"inpaint_crop_input_image", "hr_option", "advanced_weighting", "union_control_type",
+        ignored = {"inpaint_crop_input_image", "hr_option", "advanced_weighting",
                    "pulid_mode", "ipadapter_input", "batch_images", "is_ui", "input_mode", "output_dir",
                    "loopback", "use_preview_as_input", "generated_image", "animatediff_batch", "batch_modifiers",
                    "batch_mask_dir", "batch_input_gallery", "batch_mask_gallery", "image_fidelity"}
