@@ -109,7 +109,7 @@ def layers(unet) -> Layers:
       output blocks 0-7; SDXL: input 4, 5, 7, 8 and output 0-5 (the extension's lists).
     """
     inputs, mid, outputs = _ldm_blocks(unet)
-    ordered = [m for _, m in inputs] + ([mid] if mid is not None else []) + outputs
+    ordered = [unet.down_blocks] + ([mid] if mid is not None else []) + [unet.up_blocks]
     blocks = [b for m in ordered for b in _transformer_blocks(m)]
     blocks = sorted(blocks, key=lambda b: -b.attn1.query_dim)   # stable: LDM order within a width
     attention = [(b.attn1, i / len(blocks)) for i, b in enumerate(blocks) if not b.only_cross_attention]
