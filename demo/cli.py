@@ -87,12 +87,20 @@ def _study_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=20)
     s.add_argument("--cfg", type=float, help="default: the backbone's recommended scale (the demo's: 3)")
     s.add_argument("--cpu", action="store_true")
+    r = sub.add_parser("reference", help="how often a reference unit carries its picture's colour (issue 25)")
+    r.add_argument("--seeds", type=int, default=20, help="seeds per colour (1000, 1001, ...)")
+    r.add_argument("--steps", type=int, default=10)
+    r.add_argument("--out", required=True, help="folder for reference.json and reference.md (the table)")
     return p
 
 
 def study_main(args: list[str]) -> int:
     a = _study_parser().parse_args(args)
     try:
+        if a.study == "reference":
+            from . import reference_study
+            reference_study.main(a.out, seeds=a.seeds, steps=a.steps)
+            return 0
         if a.study == "sweeps":
             kinds = tuple(k.strip() for k in a.kinds.split(",") if k.strip())
             studies.sweeps_study(studies.SweepStudy(out=a.out, kinds=kinds, seeds=a.seeds, steps=a.steps,

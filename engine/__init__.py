@@ -5,6 +5,9 @@
     result = generate(GenerationRequest(prompt="a red star", units=[unit], seed=1))
     result.images[0].show()
 
+Reference units: a ControlUnit whose model is one of REFERENCE_MODELS ("reference_only",
+"reference_adain", "reference_adain+attn") carries its picture's look into the generation with
+no weights (A1111's reference modes; engine.reference); its style_fidelity (0..1) balances the CFG halves.
 Values: ControlUnit, GenerationRequest (JSON via .to_json()/.from_json(), the recipe),
 GenerationResult. Running: generate(request, on_step=None, stop=None); it raises ValueError
 for a request that cannot run as asked and GenerationError (e.g. out of memory) for a failed run.
@@ -38,6 +41,7 @@ from .hashes import short_hash
 from .loading import condition_kind, family_label, model_family, models_dir, outputs_dir, recommended_settings
 from .manager import ModelManager, build_manager, default_manager
 from .outputs import encode_png, infotext, read_recipe
+from .reference import REFERENCE_MODELS
 from .samplers import SAMPLER_DISPLAY_NAMES, SAMPLERS
 from .union import UNION_CONTROL_TYPES
 from .values import (DEFAULT_CFG_SCALE, MODES, ControlMode, ControlUnit, GenerationRequest, GenerationResult,
@@ -65,5 +69,5 @@ __all__ = [
     "condition_kind", "recommended_settings", "recommended_cfg_scale", "DEFAULT_CFG_SCALE",
     "fit_map", "fidelity_score", "read_recipe", "encode_png", "infotext", "short_hash", "models_dir",
     "outputs_dir", "SAMPLERS", "SAMPLER_DISPLAY_NAMES", "MODES", "RESIZE_MODES", "ControlMode", "ResizeMode",
-    "limits", "model_family", "family_label", "UNION_CONTROL_TYPES",
+    "limits", "model_family", "family_label", "UNION_CONTROL_TYPES", "REFERENCE_MODELS",
 ]

@@ -22,6 +22,7 @@ from .adapter import PreparedAdapter, adapter_features
 from .control import combined_residuals, controlnet_forward, in_window
 from annotators.image import fit
 
+from . import reference
 from .models import Backbone
 from .prompt import encode_prompts, encode_prompts_sdxl
 from .samplers import make_scheduler
@@ -161,11 +162,20 @@ def conditioning(backbone: Backbone, request, width: int, height: int, batch: in
 
 @torch.inference_mode()
 def denoise(backbone: Backbone, units: list, request, width: int, height: int, seeds: list[int],
-            callback: Callable[[Step], object] | None = None, stop=None, predict=None) -> Denoised:
+            callback: Callable[[Step], object] | None = None, stop=None, predict=None,
+            references: list = ()) -> Denoised:
     """Run one request on a loaded backbone and prepared units (engine.control.PreparedUnit).
     `callback(Step)` after each model evaluation; it returning False, or `stop` (a
     threading.Event) being set, ends the loop there. `predict` replaces predict_noise (the
-    CUDA-graph fast path passes its own)."""
+    CUDA-graph fast path passes its own). `references` (engine.reference.PreparedReference):
+    before each evaluation in its window, a reference unit's pass writes the bank the main
+    UNet call reads; such a run is eager (the fast path's graphs hold no hooks)."""
+    with reference.attached(backbone.unet, list(references)) as bank:
+        return _denoise(backbone, units, request, width, height, seeds, callback, stop,
+                        None if references else predict, list(references), bank)
+
+
+def _denoise(backbone, units, request, width, height, seeds, callback, stop, predict, references, bank) -> Denoised:
     device, dtype = backbone.device, backbone.dtype
     unet, vae, batch = backbone.unet, backbone.vae, len(seeds)
     cfg = request.cfg_scale > 1.0
@@ -210,6 +220,9 @@ def denoise(backbone: Backbone, units: list, request, width: int, height: int, s
         x_in = scheduler.scale_model_input(x_in, t)
         active = [u for u in units if in_window(i, total, u.start, u.end)]
         extra = {"added": added} if added is not None else {}
+        refs = [r for r in references if in_window(i, total, r.start, r.end)]
+        if refs:
+            reference.write(unet, bank, refs, t, text, scheduler.alphas_cumprod, cfg, added)
         noise_pred = (predict or predict_noise)(unet, active, x_in, t, text, request.cfg_scale if cfg else None, **extra)
         denoised = None if multistep else denoised_estimate(scheduler, noise_pred, t, latents)
         latents = scheduler.step(noise_pred, t, latents, **step_kwargs, return_dict=False)[0]

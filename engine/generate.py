@@ -18,6 +18,7 @@ from .models import Backbone
 from .manager import ModelManager, default_manager
 from .outputs import infotext, save_png
 from .prompt import ignored_words
+from .reference import is_reference, prepare_reference
 from .values import GenerationRequest, GenerationResult
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,11 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
     height = request.height or backbone.native_size
     # a unit at weight 0 adds nothing; skipping it keeps the cost at zero too
     active = [unit for unit in request.active_units if unit.weight != 0]
+    # reference units load no model: the locked UNet itself reads their picture
+    # (the unit's place in the request seeds its reference noise, so it stays put when others change)
+    references = [(i, unit) for i, unit in enumerate(request.units)
+                  if unit.enabled and unit.weight != 0 and is_reference(unit.model)]
+    active = [unit for unit in active if not is_reference(unit.model)]
     nets, units = [], []
     out_of_memory = False
     try:
@@ -89,8 +95,10 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
         with manager.placed(nets):
             units = [prepare_unit(unit, net, width, height, backbone.device, backbone.dtype, _map_kind(unit))
                      for unit, net in zip(active, nets)]
+            refs = [prepare_reference(unit, i, backbone, width, height, seeds) for i, unit in references]
             done = denoise(backbone, units, resolved, width, height, seeds,
-                           _reporter(on_step, backbone, resolved, width, height), stop, predict=manager.predictor)
+                           _reporter(on_step, backbone, resolved, width, height), stop, predict=manager.predictor,
+                           references=refs)
             arrays = decode(backbone, done.result, resolved, width, height)
     except torch.OutOfMemoryError:
         # raised after this block: the error's traceback holds the loop's tensors, so memory

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PIL import Image, PngImagePlugin
 
+from .reference import is_reference
 from .limits import MAX_RECIPE_BYTES
 from .loading.paths import outputs_dir
 from .samplers import display_name
@@ -27,9 +28,13 @@ def infotext(request: GenerationRequest, seed: int, width: int, height: int) -> 
     if request.init_image is not None:
         pairs.append(f"Denoising strength: {request.strength:g}")
     for n, u in enumerate(request.active_units):
-        unit = (f"Module: {u.annotator or 'none'}, Model: {u.model}, Weight: {u.weight:g}, "
+        # a reference unit is, in the extension's words, a model-free module with threshold A its fidelity
+        module, model = (u.model, "None") if is_reference(u.model) else (u.annotator or "none", u.model)
+        unit = (f"Module: {module}, Model: {model}, Weight: {u.weight:g}, "
                 f"Resize Mode: {ResizeMode[u.resize_mode].value}, Guidance Start: {u.start:g}, "
                 f"Guidance End: {u.end:g}, Control Mode: {ControlMode[u.mode].value}")
+        if is_reference(u.model):
+            unit += f", Threshold A: {u.style_fidelity:g}"
         pairs.append(f'ControlNet {n}: "{unit}"')
     lines.append(", ".join(pairs))
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from annotators.image import RESIZE_MODES, ResizeMode, to_mask, to_rgb
 
 from . import images, limits
 from .images import from_b64
+from .reference import DEFAULT_STYLE_FIDELITY, is_reference
 from .samplers import SAMPLERS
 
 
@@ -134,13 +135,20 @@ class ControlUnit:
     # A ControlNet-Union unit's control type, by AUTOMATIC1111's extension's names ("OpenPose",
     # "Depth", "Hard Edge", ...); None: the kind of the unit's annotator picks it. Other models ignore it.
     union_control_type: str | None = None
+    # A reference unit's (model in REFERENCE_MODELS) balance of the CFG halves, 0..1 (A1111's
+    # "Style Fidelity"); other units ignore it and their recipes do not write it.
+    style_fidelity: float = DEFAULT_STYLE_FIDELITY
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass)
         if not isinstance(self.model, str) or not self.model.strip():
             raise ValueError("a control unit needs a control model (e.g. 'demo:scribble' or a ControlNet file name)")
         if self.image is None:
-            raise ValueError(f"the control unit for {self.model!r} has no control map: give it an image or disable it")
+            what = "reference picture" if is_reference(self.model) else "control map"
+            raise ValueError(f"the control unit for {self.model!r} has no {what}: give it an image or disable it")
+        reference = is_reference(self.model)
+        if reference and self.annotator == AUTO_ANNOTATOR:
+            set_("annotator", None)   # a reference unit reads the picture itself: no annotator
         if self.annotator == AUTO_ANNOTATOR:
             name = default_annotator(self.model)
             set_("image", annotate(name, self.image, self.annotator_params))
@@ -170,12 +178,18 @@ class ControlUnit:
         if self.union_control_type is not None:
             from .union import UNION_CONTROL_TYPES
             _choice("union_control_type", self.union_control_type, UNION_CONTROL_TYPES)
+        set_("style_fidelity", checked_number("style_fidelity", self.style_fidelity, 0.0, 1.0))
+        if reference and self.mask is not None:
+            raise ValueError(f"a {self.model} unit takes no mask: its reference acts on the whole picture; "
+                             "remove the mask, or crop the reference picture instead")
 
     def to_dict(self) -> dict:
         # keys added after version 1's first units are written only when set: old recipes' JSON stays as it was
         extra = {} if self.pose is None else {"pose": self.pose}
         if self.union_control_type is not None:
             extra["union_control_type"] = self.union_control_type
+        if is_reference(self.model):
+            extra["style_fidelity"] = self.style_fidelity
         return {
             "model": self.model, "image": _encoded(self, "image", self.image), "weight": self.weight,
             "start": self.start, "end": self.end, "mode": self.mode, "mask": _encoded(self, "mask", self.mask),

@@ -270,3 +270,24 @@ def test_union_and_adapter_units_through_the_extensions_fields(call):
             assert wrong.status_code >= 400 and said in wrong.text and "Traceback" not in wrong.text, wrong.text
     finally:
         assert call("POST", "/sdapi/v1/options", json={"sd_model_checkpoint": "demo"}).status_code == 200
+
+
+def test_reference_modules_run_model_free_with_threshold_a_as_style_fidelity(call):
+    detail = call("GET", "/controlnet/module_list", params={"alias_names": "true"}).json()["module_detail"]
+    assert detail["reference_only"]["model_free"] is True
+    assert detail["reference_adain+attn"]["sliders"][0]["name"] == "Style Fidelity (only for Balanced mode)"
+    unit = {"enabled": True, "module": "reference_adain+attn", "model": "None", "image": b64(photo()),
+            "weight": 0.9, "threshold_a": 0.8, "control_mode": "ControlNet is more important"}
+    r = call("POST", "/sdapi/v1/txt2img", json=txt2img(alwayson_scripts={"controlnet": {"args": [unit]}}))
+    assert r.status_code == 200, r.text
+    request = read_recipe(base64.b64decode(r.json()["images"][0]))
+    (got,) = request.units
+    assert (got.model, got.weight, got.style_fidelity, got.mode, got.annotator) == (
+        "reference_adain+attn", 0.9, 0.8, "control", None)
+    assert np.array_equal(got.image, photo())                          # the picture itself is the reference
+    assert 'Module: reference_adain+attn, Model: None' in json.loads(r.json()["info"])["infotexts"][0]
+    plain = call("POST", "/sdapi/v1/txt2img", json=txt2img()).json()
+    assert np.abs(picture(plain["images"][0]).astype(int) - picture(r.json()["images"][0]).astype(int)).mean() > 1.0
+    masked = dict(unit, effective_region_mask=b64(np.full((SIZE, SIZE, 3), 255, np.uint8)))
+    bad = call("POST", "/sdapi/v1/txt2img", json=txt2img(alwayson_scripts={"controlnet": {"args": [masked]}}))
+    assert bad.status_code == 422 and "takes no mask" in bad.text

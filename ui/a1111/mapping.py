@@ -153,8 +153,14 @@ def _units(payload: Txt2Img, init_image, warnings: list) -> tuple[list, list]:
 
 
 def _unit(arg: ControlNetUnitArgs, i: int, where: tuple, payload: Txt2Img, init_image, warnings: list):
-    model = _at((*where, "model"), names.model_source, arg.model, names.controlnets())
     module = _at((*where, "module"), names.module, arg.module)
+    if module.reference:
+        # the extension's reference modules are model-free: model "None" (any other is not used)
+        if isinstance(arg.model, str) and arg.model.strip().lower() not in ("", "none"):
+            warnings.append(f"ControlNet unit {i}: {module.reference} needs no model; {arg.model!r} ignored")
+        model = module.reference
+    else:
+        model = _at((*where, "model"), names.model_source, arg.model, names.controlnets())
     source = arg.image if arg.image not in (None, "") else arg.input_image
     input_mask = arg.mask or arg.mask_image
     if isinstance(source, dict):
@@ -174,6 +180,7 @@ def _unit(arg: ControlNetUnitArgs, i: int, where: tuple, payload: Txt2Img, init_
     if arg.pixel_perfect:
         processor_res = _pixel_perfect(picture, payload, _at((*where, "resize_mode"), _resize_mode, arg))
     params = _at((*where, "module"), names.module_params, module, processor_res, arg.threshold_a, arg.threshold_b)
+    extra = {"style_fidelity": names.style_fidelity(arg.threshold_a)} if module.reference else {}
     if module.annotator is None:
         detected = np.asarray(picture)[:, :, :3]
     else:
@@ -187,7 +194,7 @@ def _unit(arg: ControlNetUnitArgs, i: int, where: tuple, payload: Txt2Img, init_
         model, detected, weight=arg.weight, start=arg.guidance_start, end=end,
         mode=names.choice("control_mode", arg.control_mode, names.CONTROL_MODES, names.CONTROL_BY_NUMBER),
         mask=region, resize_mode=_resize_mode(arg), annotator=module.annotator, annotator_params=params,
-        union_control_type=_at((*where, "union_control_type"), _union_type, arg.union_control_type)))
+        union_control_type=_at((*where, "union_control_type"), _union_type, arg.union_control_type), **extra))
     return unit, detected
 
 

@@ -21,6 +21,8 @@ class Module:
     fixed: dict = field(default_factory=dict)
     threshold_a: str | None = None
     threshold_b: str | None = None
+    reference: str | None = None     # a weight-free reference mode (engine.REFERENCE_MODELS): no model,
+                                     # the picture is the reference, threshold_a its style fidelity
 
 
 # The extension's module names (scripts/processor.py, scripts/preprocessor/*), as far as this
@@ -48,7 +50,18 @@ MODULES: dict[str, Module] = {
     "invert (from white bg & black line)": Module("invert"),
     "threshold": Module("binary", threshold_a="threshold"),
     "t2ia_color_grid": Module("color_grid"),
+    **{name: Module(None, reference=name) for name in engine.REFERENCE_MODELS},
 }
+# The extension's style-fidelity slider of the reference modules (threshold_a), its label and range.
+STYLE_FIDELITY_SLIDER = {"name": "Style Fidelity (only for Balanced mode)", "value": 0.5, "min": 0.0, "max": 1.0,
+                         "step": 0.01}
+
+
+def style_fidelity(threshold_a: float | None) -> float:
+    """A reference module's style fidelity from threshold_a (-1 or None: the extension's 0.5)."""
+    if threshold_a is None or threshold_a == -1:
+        return STYLE_FIDELITY_SLIDER["value"]
+    return float(threshold_a)
 
 # The extension's legacy names (what `module_list?alias_names=false` lists), still accepted.
 ALIASES = {
@@ -105,6 +118,8 @@ def module_params(mod: Module, processor_res: float | None, threshold_a: float |
 def module_detail(name: str) -> dict:
     """The extension's per-module detail: whether it needs a model, and its sliders."""
     mod = module(name)
+    if mod.reference:
+        return {"model_free": True, "sliders": [dict(STYLE_FIDELITY_SLIDER)]}
     sliders = []
     if mod.annotator is not None:
         specs = {p["name"]: p for p in annotators.spec(mod.annotator)["params"]}
