@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -340,7 +341,10 @@ def applied(backbone: Backbone, chosen: list[tuple[LoraChoice, Path]]) -> Iterat
                     weights["unet"].append(choice.weight)
                 for prefix, (state_dict, config) in lora.text_encoders.items():
                     encoder = getattr(backbone, prefix)
-                    inject_adapter_in_model(config, encoder, adapter_name=adapter)
+                    with warnings.catch_warnings():
+                        # PEFT warns that a second adapter joins the first: that is the point here
+                        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                        inject_adapter_in_model(config, encoder, adapter_name=adapter)
                     result = set_peft_model_state_dict(encoder, state_dict, adapter_name=adapter)
                     missing = [k for k in getattr(result, "unexpected_keys", []) if adapter in k]
                     if missing:
