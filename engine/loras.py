@@ -74,6 +74,36 @@ def installed_loras(folder: Path | None = None) -> dict[str, Path]:
     return dict(sorted(found.items(), key=lambda kv: kv[0].lower()))
 
 
+def read_header(path: Path) -> tuple[str | None, dict]:
+    """The family ("sd1", "sd2", "sdxl") a LoRA file was made for and its text metadata (kohya's
+    `ss_*` training notes), from the safetensors header alone (no tensor read). (None, {}) for a
+    pickle, and a None family for a width no family has."""
+    if path.suffix.lower() != ".safetensors":
+        return None, {}
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), framework="pt") as f:
+            keys, metadata = list(f.keys()), dict(f.metadata() or {})
+            if any(k.startswith(("lora_te2_", "text_encoder_2.")) for k in keys):
+                return "sdxl", metadata
+            for key in keys:
+                if ("attn2_to_k" in key or "attn2.to_k" in key) and ("lora_down" in key or "lora_A" in key):
+                    return _WIDTH_FAMILY.get(int(f.get_slice(key).get_shape()[1])), metadata
+            return None, metadata
+    except Exception as e:      # a corrupt file is reported when used; here it is just unknown
+        log.info("cannot read %s's header: %s", path, e)
+        return None, {}
+
+
+def describe(folder: Path | None = None) -> list[dict]:
+    """What the pickers and the APIs list: [{"name", "path", "family", "metadata"}] per LoRA."""
+    out = []
+    for name, path in installed_loras(folder).items():
+        family, metadata = read_header(path)
+        out.append({"name": name, "path": str(path), "family": family, "metadata": metadata})
+    return out
+
+
 def find_lora(name: str, folder: Path | None = None) -> Path | None:
     """The file of an installed LoRA by name (case-insensitive, as A1111 matches), or None."""
     installed = installed_loras(folder)
