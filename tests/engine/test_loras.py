@@ -186,3 +186,11 @@ def test_sdxl_loras_both_text_encoders_equal_diffusers_pipeline(loras_dir):
     ref = _reference(pipe, [(loras_dir / "xl_kohya.safetensors", 0.9), (loras_dir / "xl_diffusers.safetensors", 0.5)])
     assert np.abs(ours - ref).max() <= TOLERANCE
     assert np.abs(ours - render(_request("xl"), manager).images).max() > 0.02
+
+
+def test_cli_lora_flag_reads_name_and_weight():
+    from engine.cli import build_parser, request_from_args
+    args = build_parser().parse_args(["--prompt", "x", "--lora", "ink_style:0.8", "--lora", "plain"])
+    assert request_from_args(args).loras == (LoraChoice("ink_style", 0.8), LoraChoice("plain", 1.0))
+    with pytest.raises(ValueError, match="name:weight"):
+        request_from_args(build_parser().parse_args(["--lora", "ink:lots"]))
