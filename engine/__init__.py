@@ -13,6 +13,9 @@ GenerationResult. Running: generate(request, on_step=None, stop=None); it raises
 for a request that cannot run as asked and GenerationError (e.g. out of memory) for a failed run.
 Control models: a unit's model is a ControlNet, a T2I-Adapter or a ControlNet-Union model (SDXL;
 ControlUnit.union_control_type picks one of UNION_CONTROL_TYPES, else its annotator's kind does).
+LoRAs: GenerationRequest(loras=[LoraChoice(name, weight)]) or A1111's `<lora:name:weight>` in the
+prompt, for files in models/loras/ (kohya or diffusers layout); installed_loras() lists them
+({"name", "path", "family", "metadata"}); a name not installed is a warning in the result, a bad file a ValueError.
 Models: load_backbone(source), load_controlnet(source), installed_models(), ModelManager (build_manager(fast=, compile=, offload=) builds one with the
 documented CNSTUDIO_FAST/COMPILE/OFFLOAD overrides for options left None), where a
 source is "demo", "demo:<kind>", a diffusers folder, a single .safetensors/.ckpt/.pth file, a name
@@ -34,7 +37,7 @@ each as its value); the bounds every request is checked against live in engine.l
 from annotators.image import RESIZE_MODES, ResizeMode
 from annotators.image import fit as fit_map
 
-from . import limits, loading
+from . import limits, loading, loras
 from .fidelity import score as fidelity_score
 from .generate import GenerationError, generate
 from .hashes import short_hash
@@ -45,7 +48,7 @@ from .reference import REFERENCE_MODELS
 from .samplers import SAMPLER_DISPLAY_NAMES, SAMPLERS
 from .union import UNION_CONTROL_TYPES
 from .values import (DEFAULT_CFG_SCALE, MODES, ControlMode, ControlUnit, GenerationRequest, GenerationResult,
-                     recommended_cfg_scale)
+                     LoraChoice, recommended_cfg_scale)
 
 
 def load_backbone(source: str):
@@ -59,12 +62,17 @@ def load_controlnet(source: str):
 
 
 def installed_models() -> dict:
-    """Sources a user can pick: {"backbones": [...], "controlnets": [...]}."""
-    return loading.list_installed()
+    """Sources a user can pick: {"backbones": [...], "controlnets": [...], "loras": [...]}."""
+    return {**loading.list_installed(), "loras": list(loras.installed_loras())}
+
+
+def installed_loras() -> list[dict]:
+    """The LoRAs in models/loras/: [{"name", "path", "family", "metadata"}], sorted by name."""
+    return loras.describe()
 
 
 __all__ = [
-    "ControlUnit", "GenerationRequest", "GenerationResult", "GenerationError", "generate",
+    "ControlUnit", "GenerationRequest", "LoraChoice", "installed_loras", "GenerationResult", "GenerationError", "generate",
     "load_backbone", "load_controlnet", "installed_models", "ModelManager", "build_manager", "default_manager",
     "condition_kind", "recommended_settings", "recommended_cfg_scale", "DEFAULT_CFG_SCALE",
     "fit_map", "fidelity_score", "read_recipe", "encode_png", "infotext", "short_hash", "models_dir",

@@ -12,7 +12,7 @@ from PIL import Image
 from .generate import generate
 from .outputs import read_recipe
 from .samplers import SAMPLERS
-from .values import MODES, ControlUnit, GenerationRequest, annotate, default_annotator
+from .values import MODES, ControlUnit, GenerationRequest, LoraChoice, annotate, default_annotator
 
 _UNIT_KEYS = {"model", "image", "map", "weight", "start", "end", "mode", "resize_mode", "mask", "annotator"}
 NO_ANNOTATOR = "none"
@@ -66,6 +66,15 @@ def parse_control(spec: str) -> ControlUnit:
     return ControlUnit(image=image, **fields)
 
 
+def parse_lora(spec: str) -> LoraChoice:
+    """`name` or `name:weight`."""
+    name, _, weight = spec.rpartition(":") if ":" in spec else (spec, "", "1")
+    try:
+        return LoraChoice(name, float(weight))
+    except ValueError as e:
+        raise ValueError(f"--lora {spec!r}: {e}; write it as name or name:weight, e.g. --lora ink_style:0.8") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="launch.py generate", description=__doc__)
     p.add_argument("--recipe", help="a recipe .json or a PNG made by the studio")
@@ -76,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a control unit: model=...,image=PICTURE (run through annotator=, by default the model kind's) "
                         "or map=MAP (a finished map)[,weight=,start=,end=,mode=(" + "|".join(MODES)
                         + "),resize_mode=,mask=,annotator=NAME|none]; repeat for several")
+    p.add_argument("--lora", action="append", default=[], metavar="NAME[:WEIGHT]",
+                   help="a LoRA from models/loras/ and its weight (default 1); repeat for several; "
+                        "<lora:name:weight> in --prompt works too")
     p.add_argument("--width", type=int)
     p.add_argument("--height", type=int)
     p.add_argument("--steps", type=int)
@@ -99,6 +111,8 @@ def request_from_args(args) -> GenerationRequest:
                if getattr(args, k) is not None}
     if args.control:
         changes["units"] = tuple(parse_control(s) for s in args.control)
+    if args.lora:
+        changes["loras"] = tuple(parse_lora(s) for s in args.lora)
     if args.init_image:
         changes["init_image"] = _picture(args.init_image, "init image")
     if args.inpaint_mask:
@@ -114,6 +128,8 @@ def main(argv: list[str]) -> int:
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if result.ignored_words:
         print(f"note: the model does not know these words: {', '.join(result.ignored_words)}", file=sys.stderr)
     for path in result.paths:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import limits
+from . import limits, loras
 from .control import prepare_unit
 from .loading import condition_kind
 from .denoise import OnStep, Step, decode, denoise
@@ -46,6 +46,8 @@ class Rendered:
     backbone: Backbone
     width: int
     height: int
+    prompt: str = ""            # the prompt the encoder read: without its <lora:...> tags
+    warnings: tuple = ()        # LoRA tags that named nothing installed, or could not be read
 
 
 def _reporter(on_step: OnStep | None, backbone: Backbone, request: GenerationRequest, width: int, height: int):
@@ -85,6 +87,9 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
     references = [(i, unit) for i, unit in enumerate(request.units)
                   if unit.enabled and unit.weight != 0 and is_reference(unit.model)]
     active = [unit for unit in active if not is_reference(unit.model)]
+    prompt, tagged, warnings = loras.split_prompt(request.prompt)
+    chosen, missing = loras.resolve(request.loras + tuple(tagged))
+    warnings += missing
     nets, units = [], []
     out_of_memory = False
     try:
@@ -92,12 +97,16 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
         seeds = resolve_seeds(request)
         cfg = backbone.cfg_scale if request.cfg_scale is None else request.cfg_scale
         resolved = request.replace(seed=seeds[0], cfg_scale=cfg)
-        with manager.placed(nets):
+        # the recipe keeps the prompt as written (tags and all); the encoder reads it without them
+        encoded = resolved.replace(prompt=prompt) if prompt != request.prompt else resolved
+        # LoRA layers are not in the fast path's graphs, so a generation with LoRAs runs eagerly
+        predict = manager.predictor if not chosen else None
+        with manager.placed(nets), loras.applied(backbone, chosen):
             units = [prepare_unit(unit, net, width, height, backbone.device, backbone.dtype, _map_kind(unit))
                      for unit, net in zip(active, nets)]
             refs = [prepare_reference(unit, i, backbone, width, height, seeds) for i, unit in references]
-            done = denoise(backbone, units, resolved, width, height, seeds,
-                           _reporter(on_step, backbone, resolved, width, height), stop, predict=manager.predictor,
+            done = denoise(backbone, units, encoded, width, height, seeds,
+                           _reporter(on_step, backbone, resolved, width, height), stop, predict=predict,
                            references=refs)
             arrays = decode(backbone, done.result, resolved, width, height)
     except torch.OutOfMemoryError:
@@ -112,7 +121,7 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
             f"{width}x{height} with {len(nets)} control unit(s). Try a smaller size or batch, fewer units, "
             "or start the studio with --offload to keep idle ControlNets off the GPU.")
     manager.generation_done()
-    return Rendered(arrays, seeds, resolved, done.interrupted, backbone, width, height)
+    return Rendered(arrays, seeds, resolved, done.interrupted, backbone, width, height, prompt, tuple(warnings))
 
 
 def generate(request: GenerationRequest, on_step: OnStep | None = None, stop=None, save: bool = True,
@@ -130,7 +139,7 @@ def generate(request: GenerationRequest, on_step: OnStep | None = None, stop=Non
     """
     r = render(request, manager, on_step, stop)
     images = [Image.fromarray((a * 255).round().astype(np.uint8)) for a in r.images]
-    paths, warnings = [], []
+    paths, warnings = [], list(r.warnings)
     started = time.perf_counter()
     recipe = r.request.to_json()          # encodes the maps; every image's recipe reuses it
     if save:
@@ -142,5 +151,5 @@ def generate(request: GenerationRequest, on_step: OnStep | None = None, stop=Non
             log.error("images not saved: %s", e)
             warnings.append(f"The images were made but not saved: {e}")
     return GenerationResult(images, r.seeds, recipe, r.interrupted, paths,
-                            tuple(ignored_words(r.backbone.tokenizer, request.prompt)), tuple(warnings),
+                            tuple(ignored_words(r.backbone.tokenizer, r.prompt)), tuple(warnings),
                             save_seconds=time.perf_counter() - started if save else 0.0)

@@ -19,7 +19,9 @@ from .values import RECIPE_FORMAT, ControlMode, GenerationRequest, ResizeMode
 
 def infotext(request: GenerationRequest, seed: int, width: int, height: int) -> str:
     """The `parameters` text AUTOMATIC1111 writes, so other tools show the basics."""
-    lines = [request.prompt]
+    # LoRAs chosen outside the prompt go into it as A1111's tags, so A1111 reads them too
+    tags = "".join(f" <lora:{lora.name}:{lora.weight:g}>" for lora in request.loras)
+    lines = [(request.prompt + tags).strip()]
     if request.negative_prompt:
         lines.append(f"Negative prompt: {request.negative_prompt}")
     pairs = [f"Steps: {request.steps}", f"Sampler: {display_name(request.sampler)}",

@@ -211,6 +211,46 @@ class ControlUnit:
     __hash__ = None
 
 
+@dataclass(frozen=True)
+class LoraChoice:
+    """One LoRA for a request: its name under models/loras/ (a file's stem, as in A1111's
+    `<lora:name:weight>`) and its weight (the same on the UNet and the text encoders)."""
+
+    name: str
+    weight: float = 1.0
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.strip() or any(c in self.name for c in "<>:"):
+            raise ValueError(f"a LoRA's name must be a file name under models/loras/ without <, > or :, not {self.name!r}")
+        object.__setattr__(self, "name", self.name.strip())
+        object.__setattr__(self, "weight", checked_number(f"LoRA {self.name!r} weight", self.weight,
+                                                          -limits.MAX_LORA_WEIGHT, limits.MAX_LORA_WEIGHT))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "weight": self.weight}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "LoraChoice":
+        if isinstance(d, str):          # a bare name, as a client may send it
+            return cls(d)
+        return cls(**_known(cls, d, "LoRA"))
+
+
+def _loras(value: Any) -> tuple:
+    """A request's `loras`: LoraChoice values, dicts, names or (name, weight) pairs."""
+    out = []
+    for item in value or ():
+        if isinstance(item, LoraChoice):
+            out.append(item)
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            out.append(LoraChoice(*item))
+        else:
+            out.append(LoraChoice.from_dict(item))
+    if len(out) > limits.MAX_LORAS:
+        raise ValueError(f"{len(out)} LoRAs given; at most {limits.MAX_LORAS} are allowed")
+    return tuple(out)
+
+
 # diffusers' and AUTOMATIC1111's scale, for a backbone that recommends none of its own
 DEFAULT_CFG_SCALE = 7.5
 
@@ -238,6 +278,7 @@ class GenerationRequest:
     init_image: np.ndarray | None = None
     strength: float = 0.75
     inpaint_mask: np.ndarray | None = None
+    loras: tuple = ()                  # LoraChoice values; `<lora:name:w>` tags in the prompt add to them
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -278,6 +319,7 @@ class GenerationRequest:
             if self.init_image is None:
                 raise ValueError("inpaint_mask needs an init_image to paint into")
             set_("inpaint_mask", _frozen(to_mask(self.inpaint_mask, "inpaint_mask", limits.MAX_IMAGE_SIDE)))
+        set_("loras", _loras(self.loras))
 
     @property
     def active_units(self) -> tuple:
@@ -294,6 +336,10 @@ class GenerationRequest:
         d["units"] = [u.to_dict() for u in self.units]
         for k in ("init_image", "inpaint_mask"):
             d[k] = _encoded(self, k, d[k])
+        if self.loras:
+            d["loras"] = [lora.to_dict() for lora in self.loras]
+        else:
+            del d["loras"]              # a recipe without LoRAs reads and writes as before them
         return d
 
     @classmethod
@@ -303,6 +349,8 @@ class GenerationRequest:
         if not isinstance(units, list):
             raise ValueError("the recipe's units must be a list")
         d["units"] = tuple(ControlUnit.from_dict(u) for u in units)
+        if not isinstance(d.get("loras", []), list):
+            raise ValueError("the recipe's loras must be a list of {\"name\": ..., \"weight\": ...}")
         for k in ("init_image", "inpaint_mask"):
             if d.get(k) is not None:
                 d[k] = from_b64(d[k], k)

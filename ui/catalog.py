@@ -38,6 +38,15 @@ def models() -> dict[str, list[str]]:
     return {"backbones": list(found.get("backbones", [])), "controlnets": list(found.get("controlnets", []))}
 
 
+def loras() -> list[dict]:
+    """[{"name", "path", "family", "metadata"}] of models/loras/; an unreadable folder lists none."""
+    try:
+        return engine.installed_loras()
+    except OSError as e:
+        log.warning("cannot list LoRAs: %s", e)
+        return []
+
+
 def family(source: str | None, role: str = "backbone") -> str | None:
     """A model's family ("sd1", "sd2", "sdxl"), read from its config or file header without
     loading it; None when it cannot be told (a pickle, the demo's own world)."""

@@ -22,8 +22,8 @@ A1111_AUTH = ("artist", "s3cret")
 @pytest.fixture(scope="session")
 def a1111(tmp_path_factory):
     """A studio started with --auth on a models folder holding the demo and a second backbone
-    ("tiny", for switching) and a tiny SDXL one ("tiny-xl") with an SDXL ControlNet ("xl-canny"), a Union
-    model ("controlnet-union-sdxl-1.0") and an SDXL T2I-Adapter ("t2i-adapter_xl_canny"):
+    ("tiny", for switching, with a LoRA "tiny_ink") and a tiny SDXL one ("tiny-xl") with an SDXL ControlNet
+    ("xl-canny"), a Union model ("controlnet-union-sdxl-1.0") and an SDXL T2I-Adapter ("t2i-adapter_xl_canny"):
     {"url", "auth", ...}."""
     from tests.tiny_models import (save_backbone_folder, save_sdxl_folder, tiny_adapter, tiny_backbone_parts,
                                    tiny_controlnet, tiny_sdxl_parts, tiny_union)
@@ -33,7 +33,11 @@ def a1111(tmp_path_factory):
         (root / "demo").symlink_to(DEMO, target_is_directory=True)
     else:
         tiny_demo(root)
-    save_backbone_folder(tiny_backbone_parts(seed=3), root / "backbones" / "tiny")
+    from tests.engine.lora_files import make_lora, save_kohya
+    tiny = tiny_backbone_parts(seed=3)
+    save_backbone_folder(tiny, root / "backbones" / "tiny")
+    (root / "loras").mkdir()
+    save_kohya(make_lora(tiny, seed=5, strength=0.6), root / "loras" / "tiny_ink.safetensors")
     xl = tiny_sdxl_parts(seed=3)
     save_sdxl_folder(xl, root / "backbones" / "tiny-xl")
     tiny_controlnet(xl["unet"]).save_pretrained(root / "controlnets" / "xl-canny")

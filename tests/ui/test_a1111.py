@@ -86,7 +86,23 @@ def test_the_listings_name_things_as_a1111_does(call):
     assert "canny" in types["Canny"]["module_list"] and types["Canny"]["default_model"].startswith("demo:canny [")
     assert call("GET", "/controlnet/settings").json()["control_net_unit_count"] >= 2
     assert call("GET", "/sdapi/v1/scripts").json()["txt2img"] == ["controlnet"]
-    assert call("GET", "/sdapi/v1/loras").json() == []
+    loras = call("GET", "/sdapi/v1/loras").json()
+    assert [(lora["name"], lora["alias"]) for lora in loras] == [("tiny_ink", "tiny_ink")]
+    assert loras[0]["path"].endswith("tiny_ink.safetensors") and isinstance(loras[0]["metadata"], dict)
+
+
+def test_txt2img_reads_lora_tags_in_the_prompt(call):
+    def run(prompt):
+        r = call("POST", "/sdapi/v1/txt2img", json=txt2img(prompt=prompt, steps=2, seed=5,
+                                                           override_settings={"sd_model_checkpoint": "tiny"}))
+        assert r.status_code == 200, r.text
+        return r.json()
+    plain, tagged = run("a red star"), run("a red star <lora:tiny_ink:0.9> <lora:not_here:1>")
+    assert np.abs(picture(plain["images"][0]).astype(int) - picture(tagged["images"][0])).max() > 8
+    info = json.loads(tagged["info"])
+    assert any("'not_here'" in w for w in info["warnings"]), info["warnings"]
+    assert "<lora:tiny_ink:0.9>" in info["infotexts"][0]
+    assert read_recipe(base64.b64decode(tagged["images"][0])).prompt.endswith("<lora:not_here:1>")
 
 
 def test_txt2img_with_two_units_carries_both_in_the_recipe(call):

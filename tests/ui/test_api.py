@@ -34,9 +34,15 @@ def test_annotate_without_a_picture_says_so():
         api.annotate("scribble", None, "{}")
 
 
-def test_models_and_annotators_are_plain_json():
+def test_models_and_annotators_are_plain_json(tmp_path, monkeypatch):
+    from tests.engine.lora_files import make_lora, save_kohya
+    from tests.tiny_models import tiny_backbone_parts
+    monkeypatch.setenv("CNSTUDIO_MODELS", str(tmp_path))
+    (tmp_path / "loras").mkdir()
+    save_kohya(make_lora(tiny_backbone_parts(), seed=1), tmp_path / "loras" / "ink.safetensors")
     models = json.loads(json.dumps(api.models()))
-    assert set(models) == {"backbones", "controlnets"}
+    assert set(models) == {"backbones", "controlnets", "loras"}
+    assert models["loras"] == [{"name": "ink", "family": None}]   # the tiny model's width is no family
     specs = json.loads(json.dumps(api.annotators()))
     assert {"scribble", "canny"} <= {s["name"] for s in specs}
     assert all("params" in s for s in specs)

@@ -144,7 +144,13 @@ def set_options(payload, query: dict) -> dict:
 
 
 def loras(payload, query: dict) -> list:
-    return []   # LoRAs do not exist in this studio yet
+    """A1111's Lora extension's list; a file's name is what `<lora:name:w>` in a prompt takes."""
+    return [{"name": lora["name"], "alias": lora["name"], "path": lora["path"], "metadata": lora["metadata"]}
+            for lora in catalog.loras()]
+
+
+def refresh_loras(payload, query: dict) -> dict:
+    return {}   # the folder is read on every request, so there is nothing to refresh
 
 
 ROUTES = [
@@ -158,4 +164,5 @@ ROUTES = [
     ("GET", "/sdapi/v1/options", get_options, None),
     ("POST", "/sdapi/v1/options", set_options, "json"),
     ("GET", "/sdapi/v1/loras", loras, None),
+    ("POST", "/sdapi/v1/refresh-loras", refresh_loras, None),
 ]
