@@ -73,6 +73,13 @@ def controlnets_for(backbone: str | None, controlnets: list[str]) -> list[str]:
     return [c for c in fitting if fam is None or family(c, "controlnet") in (None, fam)]
 
 
+def with_references(controlnets: list[str]) -> list[str]:
+    """A unit's model choices: the control models given, then the weight-free reference modes
+    (A1111's reference_only / reference_adain / reference_adain+attn), which fit every family."""
+    from engine import REFERENCE_MODELS
+    return [*controlnets, *(r for r in REFERENCE_MODELS if r not in controlnets)]
+
+
 def default_backbone(backbones: list[str]) -> str:
     if DEMO_BACKBONE in backbones or not backbones:
         return DEMO_BACKBONE

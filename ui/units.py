@@ -8,7 +8,8 @@ import json
 import gradio as gr
 import numpy as np
 
-from engine import MODES, RESIZE_MODES, ControlMode, ControlUnit, ResizeMode, limits
+from engine import MODES, REFERENCE_MODELS, RESIZE_MODES, ControlMode, ControlUnit, ResizeMode, limits
+from engine.reference import DEFAULT_STYLE_FIDELITY, is_reference
 
 from . import catalog, map_status
 from .errors import shown, warn
@@ -37,7 +38,7 @@ class Unit:
                 self.annotator = gr.Dropdown([(catalog.NO_ANNOTATOR, catalog.NO_ANNOTATOR)] + catalog.annotator_choices(),
                                              value=catalog.NO_ANNOTATOR, label="Annotator", min_width=120,
                                              elem_id=f"unit{n}-annotator")
-                self.model = gr.Dropdown(controlnets, value=catalog.controlnet_for("scribble", controlnets)
+                self.model = gr.Dropdown(catalog.with_references(controlnets), value=catalog.controlnet_for("scribble", controlnets)
                                          or (controlnets[0] if controlnets else None),
                                          label="Control model", allow_custom_value=True, min_width=150,
                                          elem_id=f"unit{n}-model")
@@ -52,6 +53,10 @@ class Unit:
                                             elem_id=f"unit{n}-weight")
                     self.start = gr.Slider(0, 1, value=0.0, step=0.01, label="Start (fraction of steps)")
                     self.end = gr.Slider(0, 1, value=1.0, step=0.01, label="End")
+                    # A1111's "Style Fidelity (only for Balanced mode)": shown only for reference units
+                    self.style_fidelity = gr.Slider(0, 1, value=DEFAULT_STYLE_FIDELITY, step=0.01,
+                                                    label="Style fidelity (Balanced mode only)", visible=False,
+                                                    elem_id=f"unit{n}-style-fidelity")
                 with gr.Column(min_width=160):
                     self.mode = gr.Dropdown(MODE_LABELS, value="balanced", label="Control mode")
                     self.resize_mode = gr.Dropdown(RESIZE_LABELS, value="crop", label="Resize mode")
@@ -68,7 +73,7 @@ class Unit:
     def fields(self) -> list:
         """The widgets whose values make a ControlUnit, in `to_unit`'s argument order."""
         return [self.enabled, self.model, self.map, self.mask, self.weight, self.start, self.end, self.mode,
-                self.resize_mode, self.annotator, self.pose, *self.params.widgets]
+                self.resize_mode, self.annotator, self.pose, self.style_fidelity, *self.params.widgets]
 
     @property
     def restorable(self) -> list:
@@ -77,11 +82,14 @@ class Unit:
 
     def to_unit(self, values: list) -> ControlUnit | None:
         """The ControlUnit of these widget values; None for an unused unit (disabled, no map)."""
-        enabled, model, cmap, mask, weight, start, end, mode, resize_mode, annotator, pose, *params = values
+        enabled, model, cmap, mask, weight, start, end, mode, resize_mode, annotator, pose, fidelity, *params = values
         if isinstance(cmap, Unreadable):
             raise ValueError(f"unit {self.index + 1}: {cmap.message}")
         if cmap is None:
             if enabled:
+                if is_reference(model):
+                    raise ValueError(f"unit {self.index + 1} ({model}) is enabled but has no reference picture: "
+                                     "drop the picture whose look you want on its map, or disable it")
                 raise ValueError(f"unit {self.index + 1} is enabled but has no control map: send it a map from "
                                  "a tab, drop one on it, or disable it")
             return None
@@ -90,7 +98,8 @@ class Unit:
             return ControlUnit(model=model or "", image=cmap, weight=weight, start=start, end=end, mode=mode,
                                mask=_mask_or_none(mask), resize_mode=resize_mode, enabled=bool(enabled),
                                annotator=name, annotator_params=self.params.read(name, params) if name else {},
-                               pose=pose or None)
+                               pose=pose or None,
+                               style_fidelity=DEFAULT_STYLE_FIDELITY if fidelity is None else fidelity)
         except ValueError as e:
             raise ValueError(f"unit {self.index + 1}: {e}") from None
 
@@ -98,13 +107,23 @@ class Unit:
         """gr.update()s of `restorable` showing `unit` (None: an empty, disabled unit)."""
         if unit is None:
             return [gr.update(value=False), gr.update(), None, None, 1.0, 0.0, 1.0, "balanced", "crop",
-                    catalog.NO_ANNOTATOR, None, *self.params.updates(None), AS_IS, ""]
+                    catalog.NO_ANNOTATOR, None, gr.update(value=DEFAULT_STYLE_FIDELITY, visible=False),
+                    *self.params.updates(None), AS_IS, ""]
         annotator = unit.annotator if unit.annotator in catalog.annotator_names() else catalog.NO_ANNOTATOR
         mask = None if unit.mask is None else np.asarray(unit.mask)
         return [unit.enabled, gr.update(value=unit.model), np.asarray(unit.image), mask, unit.weight, unit.start,
                 unit.end, unit.mode, unit.resize_mode, annotator, None if unit.pose is None else json.dumps(unit.pose),
+                gr.update(value=unit.style_fidelity, visible=is_reference(unit.model)),
                 *self.params.updates(None if annotator == catalog.NO_ANNOTATOR else annotator, unit.annotator_params),
                 AS_IS, ""]
+
+
+def reference_look(model):
+    """A reference unit (no weights: the picture itself is what it reads) shows its style-fidelity
+    slider and calls its map a reference picture; other units hide the slider."""
+    reference = is_reference(model)
+    return (gr.update(visible=reference),
+            gr.update(label="Reference picture" if reference else "Control map"))
 
 
 def _mask_or_none(mask):
@@ -212,6 +231,8 @@ class UnitStack:
         # queued: a warning from an unqueued event never reaches the page
         unit.map.upload(shown(uploaded), [unit.map, unit.good_map], [unit.map, unit.source, unit.enabled, unit.pose])
         unit.map.change(keep, [unit.map], [unit.good_map], queue=False, show_progress="hidden")
+        unit.model.change(reference_look, [unit.model], [unit.style_fidelity, unit.map], queue=False,
+                          show_progress="hidden")
 
     def follow(self, index: int, component) -> None:
         """Show `component` (e.g. a "send to unit" button) exactly while unit `index` is shown."""
