@@ -13,6 +13,7 @@ MAX_BATCH_SIZE = 16
 MAX_UNITS = 8
 MAX_WEIGHT = 2.0         # AUTOMATIC1111's slider range for a unit's weight
 MAX_SEED = 2**32 - 1
+MAX_HR_SCALE = 4.0       # AUTOMATIC1111's hires-fix slider range (1 to 4)
 MAX_PROMPT_CHARS = 20_000
 MAX_IMAGE_SIDE = 8192    # an input picture (control map, init image) larger than this is refused
 MAX_RECIPE_BYTES = 16 * 1024 * 1024  # decompressed recipe text in a PNG

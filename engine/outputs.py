@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PIL import Image, PngImagePlugin
 
+from .hires import HiresOption
 from .limits import MAX_RECIPE_BYTES
 from .loading.paths import outputs_dir
 from .samplers import display_name
@@ -24,12 +25,22 @@ def infotext(request: GenerationRequest, seed: int, width: int, height: int) -> 
     pairs = [f"Steps: {request.steps}", f"Sampler: {display_name(request.sampler)}",
              f"CFG scale: {request.cfg_scale:g}", f"Seed: {seed}", f"Size: {width}x{height}",
              f"Model: {request.backbone}"]
-    if request.init_image is not None:
+    if request.init_image is not None or request.enable_hr:
         pairs.append(f"Denoising strength: {request.strength:g}")
+    if request.enable_hr:   # A1111's names for its hires-fix parameters
+        if request.hr_resize_x or request.hr_resize_y:
+            pairs.append(f"Hires resize: {request.hr_resize_x}x{request.hr_resize_y}")
+        else:
+            pairs.append(f"Hires upscale: {request.hr_scale:g}")
+        if request.hr_second_pass_steps:
+            pairs.append(f"Hires steps: {request.hr_second_pass_steps}")
+        pairs.append(f"Hires upscaler: {request.hr_upscaler}")
     for n, u in enumerate(request.active_units):
         unit = (f"Module: {u.annotator or 'none'}, Model: {u.model}, Weight: {u.weight:g}, "
                 f"Resize Mode: {ResizeMode[u.resize_mode].value}, Guidance Start: {u.start:g}, "
                 f"Guidance End: {u.end:g}, Control Mode: {ControlMode[u.mode].value}")
+        if request.enable_hr:
+            unit += f", Hr Option: {HiresOption[u.hr_option].value}"
         pairs.append(f'ControlNet {n}: "{unit}"')
     lines.append(", ".join(pairs))
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from PIL import Image
 from annotators.image import RESIZE_MODES, ResizeMode, to_mask, to_rgb
 
 from . import images, limits
+from .hires import HR_OPTIONS, UPSCALERS
 from .images import from_b64
 from .samplers import SAMPLERS
 
@@ -131,6 +132,8 @@ class ControlUnit:
     # The skeleton the map was drawn from (OpenPose JSON), so that a restored recipe brings the
     # pose back into an editor; None for a map that no pose made. The map stays what acts.
     pose: dict | None = None
+    # In a hires-fix run: "both" passes, the first ("low") or the second ("high") only.
+    hr_option: str = "both"
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass)
@@ -164,9 +167,12 @@ class ControlUnit:
         set_("annotator_params", params)
         if self.pose is not None:
             set_("pose", _checked_pose(self.pose, self.model))
+        _choice("hr_option", self.hr_option, HR_OPTIONS)
 
     def to_dict(self) -> dict:
         extra = {} if self.pose is None else {"pose": self.pose}   # old recipes' JSON stays as it was
+        if self.hr_option != "both":
+            extra["hr_option"] = self.hr_option
         return {
             "model": self.model, "image": _encoded(self, "image", self.image), "weight": self.weight,
             "start": self.start, "end": self.end, "mode": self.mode, "mask": _encoded(self, "mask", self.mask),
@@ -213,8 +219,15 @@ class GenerationRequest:
     sampler: str = "unipc"
     batch_size: int = 1
     init_image: np.ndarray | None = None
-    strength: float = 0.75
+    strength: float = 0.75             # img2img's, or the hires fix's second pass's (A1111's denoising_strength)
     inpaint_mask: np.ndarray | None = None
+    # The hires fix (engine.hires): a second, img2img pass at a larger size
+    enable_hr: bool = False
+    hr_scale: float = 2.0
+    hr_resize_x: int = 0               # 0: from hr_scale (both 0) or keeping the aspect ratio
+    hr_resize_y: int = 0
+    hr_second_pass_steps: int = 0      # 0: as many as the first pass
+    hr_upscaler: str = "Latent"
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -255,6 +268,27 @@ class GenerationRequest:
             if self.init_image is None:
                 raise ValueError("inpaint_mask needs an init_image to paint into")
             set_("inpaint_mask", _frozen(to_mask(self.inpaint_mask, "inpaint_mask", limits.MAX_IMAGE_SIDE)))
+        self._check_hires(set_)
+
+    def _check_hires(self, set_):
+        if not isinstance(self.enable_hr, (bool, np.bool_)):
+            raise ValueError(f"enable_hr must be true or false, not {self.enable_hr!r}")
+        set_("enable_hr", bool(self.enable_hr))
+        set_("hr_scale", checked_number("hr_scale", self.hr_scale, 1.0, limits.MAX_HR_SCALE))
+        for name in ("hr_resize_x", "hr_resize_y"):
+            v = checked_number(name, getattr(self, name), 0, limits.MAX_SIZE, integer=True)
+            if 0 < v < limits.MIN_SIZE:
+                raise ValueError(f"{name} must be 0 (from hr_scale) or at least {limits.MIN_SIZE}, not {v}")
+            set_(name, v)
+        set_("hr_second_pass_steps", checked_number("hr_second_pass_steps", self.hr_second_pass_steps, 0,
+                                                    limits.MAX_STEPS, integer=True))
+        _choice("hr_upscaler", self.hr_upscaler, UPSCALERS)
+        if self.enable_hr and self.init_image is not None:
+            raise ValueError("the hires fix is a second pass after txt2img; with an init_image (img2img), "
+                             "set enable_hr to false and ask for the larger width and height instead")
+        if self.enable_hr and self.strength == 0:
+            raise ValueError("the hires fix's second pass needs a strength (denoising strength) above 0; "
+                             "0.5 to 0.75 is usual")
 
     @property
     def active_units(self) -> tuple:
@@ -271,6 +305,10 @@ class GenerationRequest:
         d["units"] = [u.to_dict() for u in self.units]
         for k in ("init_image", "inpaint_mask"):
             d[k] = _encoded(self, k, d[k])
+        for f in fields(self):
+            # the hires fields appear only when set: older recipes' JSON stays byte for byte as it was
+            if f.name in _HIRES_FIELDS and d[f.name] == f.default:
+                del d[f.name]
         return d
 
     @classmethod
@@ -316,6 +354,9 @@ class GenerationRequest:
         return isinstance(other, GenerationRequest) and self.to_json() == other.to_json()
 
     __hash__ = None
+
+
+_HIRES_FIELDS = ("enable_hr", "hr_scale", "hr_resize_x", "hr_resize_y", "hr_second_pass_steps", "hr_upscaler")
 
 
 def _known(cls, d: Any, what: str) -> dict:
