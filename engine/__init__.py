@@ -31,8 +31,9 @@ followed a map (a real model's by re-annotating the picture; the demo's by its w
 None: no judge applies). Files: read_recipe(png), encode_png(image, recipe, infotext(request,
 seed, width, height)) (a PNG carrying its recipe, as saved), models_dir(), outputs_dir(),
 short_hash(source, role) (A1111's 8-digit model hash). Names: SAMPLERS, SAMPLER_DISPLAY_NAMES
-(A1111's), MODES, RESIZE_MODES (ControlMode and ResizeMode give AUTOMATIC1111's display name of
-each as its value); the bounds every request is checked against live in engine.limits.
+(A1111's), MODES, RESIZE_MODES, HR_OPTIONS (ControlMode, ResizeMode and HiresOption give AUTOMATIC1111's
+display name of each as its value), UPSCALERS (the hires fix's: A1111's "Latent" modes, Lanczos,
+Nearest; GenerationRequest(enable_hr=True, hr_scale=2, ...) runs it, engine.hires); the bounds every request is checked against live in engine.limits.
 """
 from annotators.image import RESIZE_MODES, ResizeMode
 from annotators.image import fit as fit_map
@@ -41,6 +42,7 @@ from . import limits, loading, loras
 from .fidelity import score as fidelity_score
 from .generate import GenerationError, generate
 from .hashes import short_hash
+from .hires import HR_OPTIONS, UPSCALERS, HiresOption
 from .loading import condition_kind, family_label, model_family, models_dir, outputs_dir, recommended_settings
 from .manager import ModelManager, build_manager, default_manager
 from .outputs import encode_png, infotext, read_recipe
@@ -78,4 +80,5 @@ __all__ = [
     "fit_map", "fidelity_score", "read_recipe", "encode_png", "infotext", "short_hash", "models_dir",
     "outputs_dir", "SAMPLERS", "SAMPLER_DISPLAY_NAMES", "MODES", "RESIZE_MODES", "ControlMode", "ResizeMode",
     "limits", "model_family", "family_label", "UNION_CONTROL_TYPES", "REFERENCE_MODELS",
+    "UPSCALERS", "HR_OPTIONS", "HiresOption",
 ]

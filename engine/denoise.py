@@ -51,10 +51,18 @@ class Denoised:
         return self.denoised if self.interrupted else self.latents
 
 
-def _image_tensor(image: np.ndarray, width: int, height: int, device, dtype) -> torch.Tensor:
-    image = fit(image, width, height)
-    t = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
-    return t.to(device=device, dtype=dtype)
+@torch.inference_mode()
+def encode(backbone: Backbone, pictures: list[np.ndarray], generators: list[torch.Generator]) -> torch.Tensor:
+    """The scaled latents of uint8 pictures (H, W, 3), each sampled from the VAE's posterior with
+    its own image's generator, which then goes on to draw that image's noise (as diffusers'
+    img2img pipelines do)."""
+    vae = backbone.vae
+    out = []
+    for picture, generator in zip(pictures, generators):
+        t = torch.from_numpy(np.array(picture)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+        t = t.to(device=backbone.device, dtype=vae.dtype)
+        out.append(vae.encode(t).latent_dist.sample(generator))
+    return torch.cat(out).to(backbone.dtype) * vae.config.scaling_factor
 
 
 def predict_noise(unet, units: list, x_in, t, text, cfg_scale: float | None, cn_forward=controlnet_forward,
@@ -160,22 +168,49 @@ def conditioning(backbone: Backbone, request, width: int, height: int, batch: in
     return text, {"text_embeds": embeds, "time_ids": time_ids}
 
 
+def _schedule(request, run_steps: int | None, img2img: bool) -> tuple[int, int]:
+    """(schedule length, steps skipped at its start). img2img as diffusers' ControlNet img2img
+    pipeline: skip the first (1 - strength) of the schedule; with `run_steps` (the hires fix's
+    second pass) exactly that many steps run, from a schedule stretched by the strength (A1111)."""
+    if not img2img:
+        return request.steps, 0
+    if run_steps is not None:
+        from .hires import schedule_steps
+        length = schedule_steps(run_steps, request.strength)
+        return length, length - run_steps
+    keep = min(int(request.steps * request.strength), request.steps)
+    return request.steps, max(request.steps - keep, 0)
+
+
+def evaluations(backbone: Backbone, request, img2img: bool = False, run_steps: int | None = None) -> int:
+    """How many model evaluations `denoise` will report for this request (Heun makes two per step)."""
+    scheduler = make_scheduler(request.sampler, backbone.scheduler_config)
+    length, skip = _schedule(request, run_steps, img2img)
+    scheduler.set_timesteps(length)
+    return len(scheduler.timesteps[skip * scheduler.order:])
+
+
 @torch.inference_mode()
 def denoise(backbone: Backbone, units: list, request, width: int, height: int, seeds: list[int],
             callback: Callable[[Step], object] | None = None, stop=None, predict=None,
-            references: list = ()) -> Denoised:
+            references: list = (), init_latents: torch.Tensor | None = None,
+            run_steps: int | None = None) -> Denoised:
     """Run one request on a loaded backbone and prepared units (engine.control.PreparedUnit).
     `callback(Step)` after each model evaluation; it returning False, or `stop` (a
     threading.Event) being set, ends the loop there. `predict` replaces predict_noise (the
     CUDA-graph fast path passes its own). `references` (engine.reference.PreparedReference):
     before each evaluation in its window, a reference unit's pass writes the bank the main
-    UNet call reads; such a run is eager (the fast path's graphs hold no hooks)."""
+    UNet call reads; such a run is eager (the fast path's graphs hold no hooks).
+    `init_latents` (scaled, at this size) start an img2img run in place of the VAE-encoded
+    init_image, and `run_steps` fixes how many steps it runs: the hires fix's second pass
+    (engine.hires)."""
     with reference.attached(backbone.unet, list(references)) as bank:
         return _denoise(backbone, units, request, width, height, seeds, callback, stop,
-                        None if references else predict, list(references), bank)
+                        None if references else predict, list(references), bank, init_latents, run_steps)
 
 
-def _denoise(backbone, units, request, width, height, seeds, callback, stop, predict, references, bank) -> Denoised:
+def _denoise(backbone, units, request, width, height, seeds, callback, stop, predict, references, bank,
+             init_latents, run_steps) -> Denoised:
     device, dtype = backbone.device, backbone.dtype
     unet, vae, batch = backbone.unet, backbone.vae, len(seeds)
     cfg = request.cfg_scale > 1.0
@@ -183,26 +218,26 @@ def _denoise(backbone, units, request, width, height, seeds, callback, stop, pre
 
     text, added = conditioning(backbone, request, width, height, batch, cfg)
 
+    img2img = request.init_image is not None or init_latents is not None
+    length, t_start = _schedule(request, run_steps, img2img)
     scheduler = make_scheduler(request.sampler, backbone.scheduler_config)
-    scheduler.set_timesteps(request.steps, device=device)
+    scheduler.set_timesteps(length, device=device)
     timesteps = scheduler.timesteps
     shape = (batch, unet.config.in_channels, height // backbone.vae_scale, width // backbone.vae_scale)
 
     image_latents = noise = latent_mask = None
-    if request.init_image is None:
+    if not img2img:
         latents = randn_tensor(shape, generator=generators, device=device, dtype=dtype) * scheduler.init_noise_sigma
     else:
-        # img2img as diffusers' ControlNet img2img pipeline: skip the first (1 - strength) of the schedule.
-        keep = min(int(request.steps * request.strength), request.steps)
-        t_start = max(request.steps - keep, 0)
         timesteps = timesteps[t_start * scheduler.order:]
         if hasattr(scheduler, "set_begin_index"):
             scheduler.set_begin_index(t_start * scheduler.order)
         if len(timesteps) == 0:
             raise ValueError(f"strength {request.strength} with {request.steps} steps leaves no step to run; raise either")
-        init = _image_tensor(request.init_image, width, height, device, dtype)
-        image_latents = torch.cat([vae.encode(init.to(vae.dtype)).latent_dist.sample(g) for g in generators])
-        image_latents = image_latents.to(dtype) * vae.config.scaling_factor
+        if init_latents is not None:
+            image_latents = init_latents.to(device=device, dtype=dtype)
+        else:
+            image_latents = encode(backbone, [fit(request.init_image, width, height)] * batch, generators)
         noise = randn_tensor(image_latents.shape, generator=generators, device=device, dtype=dtype)
         latents = scheduler.add_noise(image_latents, noise, timesteps[:1].repeat(batch))
         if request.inpaint_mask is not None:

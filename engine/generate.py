@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import limits, loras
+from . import hires, limits, loras
 from .control import prepare_unit
 from .loading import condition_kind
-from .denoise import OnStep, Step, decode, denoise
+from .denoise import OnStep, Step, decode, denoise, encode, evaluations
 from .models import Backbone
 from .manager import ModelManager, default_manager
 from .outputs import infotext, save_png
@@ -50,13 +50,16 @@ class Rendered:
     warnings: tuple = ()        # LoRA tags that named nothing installed, or could not be read
 
 
-def _reporter(on_step: OnStep | None, backbone: Backbone, request: GenerationRequest, width: int, height: int):
-    """The loop's callback as on_step(step, total, preview) sees it: preview() decodes x0."""
+def _reporter(on_step: OnStep | None, backbone: Backbone, request: GenerationRequest, width: int, height: int,
+              done: int = 0, total: int | None = None):
+    """The loop's callback as on_step(step, total, preview) sees it: preview() decodes x0. A hires
+    run counts both passes: the second pass's steps follow the first's, out of one total."""
     if on_step is None:
         return None
 
     def callback(step: Step):
-        return on_step(step.i, step.total, lambda: decode(backbone, step.denoised, request, width, height))
+        return on_step(done + step.i, total or step.total,
+                       lambda: decode(backbone, step.denoised, request, width, height))
     return callback
 
 
@@ -90,7 +93,8 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
     prompt, tagged, warnings = loras.split_prompt(request.prompt)
     chosen, missing = loras.resolve(request.loras + tuple(tagged))
     warnings += missing
-    nets, units = [], []
+    target = hires.target_size(request, width, height, limits.SIZE_MULTIPLE) if request.enable_hr else None
+    nets, prepared = [], []
     out_of_memory = False
     try:
         nets = [manager.controlnet(unit.model, backbone).net for unit in active]
@@ -102,26 +106,72 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
         # LoRA layers are not in the fast path's graphs, so a generation with LoRAs runs eagerly
         predict = manager.predictor if not chosen else None
         with manager.placed(nets), loras.applied(backbone, chosen):
-            units = [prepare_unit(unit, net, width, height, backbone.device, backbone.dtype, _map_kind(unit))
-                     for unit, net in zip(active, nets)]
-            refs = [prepare_reference(unit, i, backbone, width, height, seeds) for i, unit in references]
-            done = denoise(backbone, units, encoded, width, height, seeds,
-                           _reporter(on_step, backbone, resolved, width, height), stop, predict=predict,
+            def prepare(second_pass: bool, w: int, h: int):
+                # outside a hires run every unit acts, whatever its hr_option (as the extension does)
+                acts = [target is None or hires.acts_in(unit.hr_option, second_pass) for unit in active]
+                prepared[:] = [prepare_unit(unit, net, w, h, backbone.device, backbone.dtype, _map_kind(unit))
+                               for unit, net, on in zip(active, nets, acts) if on]
+                refs = [prepare_reference(unit, i, backbone, w, h, seeds) for i, unit in references
+                        if target is None or hires.acts_in(unit.hr_option, second_pass)]
+                return prepared, refs
+
+            first_total = total = None
+            if target is not None:
+                first_total = evaluations(backbone, resolved)
+                total = first_total + evaluations(backbone, resolved, img2img=True,
+                                                  run_steps=hires.second_pass_steps(resolved))
+            report = _reporter(on_step, backbone, resolved, width, height, 0, total)
+            first_halt = [False]
+
+            def first_callback(step):
+                answer = report(step) if report else None
+                first_halt[0] = first_halt[0] or answer is False
+                return answer
+            units, refs = prepare(False, width, height)
+            done = denoise(backbone, units, encoded, width, height, seeds, first_callback, stop, predict=predict,
                            references=refs)
+            # a stop at the first pass's last step still counts: the second pass does not start
+            interrupted = done.interrupted or (target is not None and ((stop is not None and stop.is_set())
+                                                                        or first_halt[0]))
+            if target is not None and not interrupted:
+                done, width, height = _second_pass(backbone, encoded, done, target, seeds, prepare,
+                                                   _reporter(on_step, backbone, resolved, target.width,
+                                                             target.height, first_total, total), stop, predict)
+                interrupted = done.interrupted
             arrays = decode(backbone, done.result, resolved, width, height)
     except torch.OutOfMemoryError:
         # raised after this block: the error's traceback holds the loop's tensors, so memory
         # can be freed only once it is gone (and the GenerationError must not keep it as context)
         out_of_memory = True
     if out_of_memory:
-        units.clear()
+        prepared.clear()
         manager.free_cache()
+        size = f"{width}x{height}" if target is None else f"{width}x{height} (then {target.width}x{target.height})"
         raise GenerationError(
             f"The {backbone.device.type.upper()} ran out of memory making {request.batch_size} image(s) of "
-            f"{width}x{height} with {len(nets)} control unit(s). Try a smaller size or batch, fewer units, "
+            f"{size} with {len(nets)} control unit(s). Try a smaller size or batch, fewer units, "
             "or start the studio with --offload to keep idle ControlNets off the GPU.")
     manager.generation_done()
-    return Rendered(arrays, seeds, resolved, done.interrupted, backbone, width, height, prompt, tuple(warnings))
+    return Rendered(arrays, seeds, resolved, interrupted, backbone, width, height, prompt, tuple(warnings))
+
+
+def _second_pass(backbone: Backbone, request: GenerationRequest, first, target: hires.Target, seeds, prepare,
+                 callback, stop, predict):
+    """The hires fix's img2img pass at the target size, from the first pass's latents enlarged
+    (a "Latent" upscaler) or its decoded pictures resized (Lanczos, nearest) and encoded again."""
+    if request.hr_upscaler in hires.LATENT_UPSCALERS:
+        init_latents = hires.upscale_latents(first.latents, target, backbone.vae_scale, request.hr_upscaler)
+    else:
+        h, w = first.latents.shape[-2:]
+        pictures = decode(backbone, first.latents, request, w * backbone.vae_scale, h * backbone.vae_scale)
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+        init_latents = encode(backbone, hires.upscale_pictures(pictures, target, request.hr_upscaler), generators)
+    second = request.replace(width=target.width, height=target.height, enable_hr=False)
+    units, refs = prepare(True, target.width, target.height)
+    done = denoise(backbone, units, second, target.width, target.height, seeds, callback, stop,
+                   predict=predict, references=refs, init_latents=init_latents,
+                   run_steps=hires.second_pass_steps(request))
+    return done, target.width, target.height
 
 
 def generate(request: GenerationRequest, on_step: OnStep | None = None, stop=None, save: bool = True,
@@ -131,7 +181,9 @@ def generate(request: GenerationRequest, on_step: OnStep | None = None, stop=Non
     on_step(step, total, preview) is called after every model evaluation; `preview()` decodes the
     denoised estimate x0 on demand. Returning False from it, or setting the `stop` event, ends the
     loop after the current evaluation; the estimate so far is decoded and returned with
-    interrupted=True. With `save`, each image goes to outputs/<date>/ with its recipe (paths in the
+    interrupted=True. With the hires fix (`enable_hr`), steps count on across both passes out of
+    one total; a stop in the first pass returns its picture at the first pass's size and skips
+    the second pass. With `save`, each image goes to outputs/<date>/ with its recipe (paths in the
     result; every map is PNG-encoded once per generation, the time spent writing is `save_seconds`);
     a failure to write is reported in `warnings` and the images are still returned.
     Raises ValueError for a request that cannot run as asked, GenerationError for a run that
@@ -142,11 +194,14 @@ def generate(request: GenerationRequest, on_step: OnStep | None = None, stop=Non
     paths, warnings = [], list(r.warnings)
     started = time.perf_counter()
     recipe = r.request.to_json()          # encodes the maps; every image's recipe reuses it
+    # A1111's infotext gives a hires run's first-pass size beside its "Hires upscale"
+    size = ((r.request.width or r.backbone.native_size, r.request.height or r.backbone.native_size)
+            if r.request.enable_hr else (r.width, r.height))
     if save:
         try:
             for image, seed in zip(images, r.seeds):
                 paths.append(save_png(image, r.request.to_json(seed=seed),
-                                      infotext(r.request, seed, r.width, r.height), seed=seed))
+                                      infotext(r.request, seed, *size), seed=seed))
         except OSError as e:
             log.error("images not saved: %s", e)
             warnings.append(f"The images were made but not saved: {e}")

@@ -15,6 +15,7 @@ MAX_LORAS = 8           # LoRAs on at once
 MAX_LORA_WEIGHT = 4.0   # either sign; A1111's prompt takes any number, but past ~2 most LoRAs only break the picture
 MAX_WEIGHT = 2.0         # AUTOMATIC1111's slider range for a unit's weight
 MAX_SEED = 2**32 - 1
+MAX_HR_SCALE = 4.0       # AUTOMATIC1111's hires-fix slider range (1 to 4)
 MAX_PROMPT_CHARS = 20_000
 MAX_IMAGE_SIDE = 8192    # an input picture (control map, init image) larger than this is refused
 MAX_RECIPE_BYTES = 16 * 1024 * 1024  # decompressed recipe text in a PNG

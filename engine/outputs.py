@@ -11,6 +11,7 @@ from pathlib import Path
 from PIL import Image, PngImagePlugin
 
 from .reference import is_reference
+from .hires import HiresOption
 from .limits import MAX_RECIPE_BYTES
 from .loading.paths import outputs_dir
 from .samplers import display_name
@@ -27,8 +28,16 @@ def infotext(request: GenerationRequest, seed: int, width: int, height: int) -> 
     pairs = [f"Steps: {request.steps}", f"Sampler: {display_name(request.sampler)}",
              f"CFG scale: {request.cfg_scale:g}", f"Seed: {seed}", f"Size: {width}x{height}",
              f"Model: {request.backbone}"]
-    if request.init_image is not None:
+    if request.init_image is not None or request.enable_hr:
         pairs.append(f"Denoising strength: {request.strength:g}")
+    if request.enable_hr:   # A1111's names for its hires-fix parameters
+        if request.hr_resize_x or request.hr_resize_y:
+            pairs.append(f"Hires resize: {request.hr_resize_x}x{request.hr_resize_y}")
+        else:
+            pairs.append(f"Hires upscale: {request.hr_scale:g}")
+        if request.hr_second_pass_steps:
+            pairs.append(f"Hires steps: {request.hr_second_pass_steps}")
+        pairs.append(f"Hires upscaler: {request.hr_upscaler}")
     for n, u in enumerate(request.active_units):
         # a reference unit is, in the extension's words, a model-free module with threshold A its fidelity
         module, model = (u.model, "None") if is_reference(u.model) else (u.annotator or "none", u.model)
@@ -37,6 +46,8 @@ def infotext(request: GenerationRequest, seed: int, width: int, height: int) -> 
                 f"Guidance End: {u.end:g}, Control Mode: {ControlMode[u.mode].value}")
         if is_reference(u.model):
             unit += f", Threshold A: {u.style_fidelity:g}"
+        if request.enable_hr:
+            unit += f", Hr Option: {HiresOption[u.hr_option].value}"
         pairs.append(f'ControlNet {n}: "{unit}"')
     lines.append(", ".join(pairs))
     return "\n".join(lines)

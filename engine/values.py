@@ -17,6 +17,7 @@ from PIL import Image
 from annotators.image import RESIZE_MODES, ResizeMode, to_mask, to_rgb
 
 from . import images, limits
+from .hires import HR_OPTIONS, UPSCALERS
 from .images import from_b64
 from .reference import DEFAULT_STYLE_FIDELITY, is_reference
 from .samplers import SAMPLERS
@@ -138,6 +139,8 @@ class ControlUnit:
     # A reference unit's (model in REFERENCE_MODELS) balance of the CFG halves, 0..1 (A1111's
     # "Style Fidelity"); other units ignore it and their recipes do not write it.
     style_fidelity: float = DEFAULT_STYLE_FIDELITY
+    # In a hires-fix run: "both" passes, the first ("low") or the second ("high") only.
+    hr_option: str = "both"
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass)
@@ -182,6 +185,7 @@ class ControlUnit:
         if reference and self.mask is not None:
             raise ValueError(f"a {self.model} unit takes no mask: its reference acts on the whole picture; "
                              "remove the mask, or crop the reference picture instead")
+        _choice("hr_option", self.hr_option, HR_OPTIONS)
 
     def to_dict(self) -> dict:
         # keys added after version 1's first units are written only when set: old recipes' JSON stays as it was
@@ -190,6 +194,8 @@ class ControlUnit:
             extra["union_control_type"] = self.union_control_type
         if is_reference(self.model):
             extra["style_fidelity"] = self.style_fidelity
+        if self.hr_option != "both":
+            extra["hr_option"] = self.hr_option
         return {
             "model": self.model, "image": _encoded(self, "image", self.image), "weight": self.weight,
             "start": self.start, "end": self.end, "mode": self.mode, "mask": _encoded(self, "mask", self.mask),
@@ -276,9 +282,16 @@ class GenerationRequest:
     sampler: str = "unipc"
     batch_size: int = 1
     init_image: np.ndarray | None = None
-    strength: float = 0.75
+    strength: float = 0.75             # img2img's, or the hires fix's second pass's (A1111's denoising_strength)
     inpaint_mask: np.ndarray | None = None
     loras: tuple = ()                  # LoraChoice values; `<lora:name:w>` tags in the prompt add to them
+    # The hires fix (engine.hires): a second, img2img pass at a larger size
+    enable_hr: bool = False
+    hr_scale: float = 2.0
+    hr_resize_x: int = 0               # 0: from hr_scale (both 0) or keeping the aspect ratio
+    hr_resize_y: int = 0
+    hr_second_pass_steps: int = 0      # 0: as many as the first pass
+    hr_upscaler: str = "Latent"
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -320,6 +333,27 @@ class GenerationRequest:
                 raise ValueError("inpaint_mask needs an init_image to paint into")
             set_("inpaint_mask", _frozen(to_mask(self.inpaint_mask, "inpaint_mask", limits.MAX_IMAGE_SIDE)))
         set_("loras", _loras(self.loras))
+        self._check_hires(set_)
+
+    def _check_hires(self, set_):
+        if not isinstance(self.enable_hr, (bool, np.bool_)):
+            raise ValueError(f"enable_hr must be true or false, not {self.enable_hr!r}")
+        set_("enable_hr", bool(self.enable_hr))
+        set_("hr_scale", checked_number("hr_scale", self.hr_scale, 1.0, limits.MAX_HR_SCALE))
+        for name in ("hr_resize_x", "hr_resize_y"):
+            v = checked_number(name, getattr(self, name), 0, limits.MAX_SIZE, integer=True)
+            if 0 < v < limits.MIN_SIZE:
+                raise ValueError(f"{name} must be 0 (from hr_scale) or at least {limits.MIN_SIZE}, not {v}")
+            set_(name, v)
+        set_("hr_second_pass_steps", checked_number("hr_second_pass_steps", self.hr_second_pass_steps, 0,
+                                                    limits.MAX_STEPS, integer=True))
+        _choice("hr_upscaler", self.hr_upscaler, UPSCALERS)
+        if self.enable_hr and self.init_image is not None:
+            raise ValueError("the hires fix is a second pass after txt2img; with an init_image (img2img), "
+                             "set enable_hr to false and ask for the larger width and height instead")
+        if self.enable_hr and self.strength == 0:
+            raise ValueError("the hires fix's second pass needs a strength (denoising strength) above 0; "
+                             "0.5 to 0.75 is usual")
 
     @property
     def active_units(self) -> tuple:
@@ -340,6 +374,10 @@ class GenerationRequest:
             d["loras"] = [lora.to_dict() for lora in self.loras]
         else:
             del d["loras"]              # a recipe without LoRAs reads and writes as before them
+        for f in fields(self):
+            # the hires fields appear only when set: older recipes' JSON stays byte for byte as it was
+            if f.name in _HIRES_FIELDS and d[f.name] == f.default:
+                del d[f.name]
         return d
 
     @classmethod
@@ -387,6 +425,9 @@ class GenerationRequest:
         return isinstance(other, GenerationRequest) and self.to_json() == other.to_json()
 
     __hash__ = None
+
+
+_HIRES_FIELDS = ("enable_hr", "hr_scale", "hr_resize_x", "hr_resize_y", "hr_second_pass_steps", "hr_upscaler")
 
 
 def _known(cls, d: Any, what: str) -> dict:

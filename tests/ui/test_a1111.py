@@ -307,3 +307,27 @@ def test_reference_modules_run_model_free_with_threshold_a_as_style_fidelity(cal
     masked = dict(unit, effective_region_mask=b64(np.full((SIZE, SIZE, 3), 255, np.uint8)))
     bad = call("POST", "/sdapi/v1/txt2img", json=txt2img(alwayson_scripts={"controlnet": {"args": [masked]}}))
     assert bad.status_code == 422 and "takes no mask" in bad.text
+
+
+def test_txt2img_hires_fix_maps_a1111s_fields_and_hr_option(call):
+    unit = dict(two_units()[0], hr_option="Low res only", save_detected_map=False)
+    r = call("POST", "/sdapi/v1/txt2img", json=txt2img(
+        enable_hr=True, hr_scale=1.5, hr_second_pass_steps=2, denoising_strength=0.55, hr_upscaler="R-ESRGAN 4x+",
+        hr_prompt="", hr_sampler_name=None, alwayson_scripts={"controlnet": {"args": [unit]}}))
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert len(answer["images"]) == 1 and picture(answer["images"][0]).shape == (96, 96, 3)
+    request = read_recipe(base64.b64decode(answer["images"][0]))
+    assert (request.enable_hr, request.hr_scale, request.hr_second_pass_steps, request.strength,
+            request.hr_upscaler) == (True, 1.5, 2, 0.55, "Lanczos")
+    assert request.units[0].hr_option == "low"
+    info = json.loads(answer["info"])
+    assert (info["width"], info["height"], info["denoising_strength"]) == (SIZE, SIZE, 0.55)
+    assert info["extra_generation_params"] == {"Hires upscale": 1.5, "Hires steps": 2, "Hires upscaler": "Lanczos"}
+    said = [w for w in info["warnings"] if "R-ESRGAN 4x+" in w]
+    assert said and "used Lanczos" in said[0] and not any("ignored" in w for w in info["warnings"])
+    assert "Hires upscale: 1.5" in info["infotexts"][0] and "Hr Option: Low res only" in info["infotexts"][0]
+    bad = call("POST", "/sdapi/v1/txt2img", json=txt2img(
+        enable_hr=True, alwayson_scripts={"controlnet": {"args": [dict(unit, hr_option="Sometimes")]}}))
+    assert bad.status_code == 422 and "hr_option 'Sometimes' is not one of: Both, High Res Only, Low Res Only" \
+        in bad.text

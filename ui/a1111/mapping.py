@@ -71,6 +71,7 @@ def plan(payload: Txt2Img) -> Plan:
                 warnings.append(f"inpainting_fill {payload.inpainting_fill} runs as 1 (original): the masked "
                                 "area starts from the init image")
     units, maps = _units(payload, init_image, warnings)
+    hires = _hires(payload, img2img, warnings)
     batches = payload.n_iter
     seed = payload.seed
     if seed == -1:
@@ -85,8 +86,23 @@ def plan(payload: Txt2Img) -> Plan:
             fields["sampler"] = sampler
         if img2img:
             fields["strength"] = payload.denoising_strength
+        fields.update(hires)
         requests.append(_at((), lambda f: GenerationRequest(**f), fields))
     return Plan(requests, maps, warnings, save=payload.save_images, send=payload.send_images)
+
+
+def _hires(payload: Txt2Img, img2img: bool, warnings: list) -> dict:
+    """The hires-fix fields of a txt2img payload (A1111 has none for img2img)."""
+    if not payload.enable_hr:
+        return {}
+    if img2img:
+        warnings.append("enable_hr ignored: the hires fix is txt2img's second pass; for img2img ask for the "
+                        "larger width and height")
+        return {}
+    strength = 0.75 if payload.denoising_strength is None else payload.denoising_strength   # A1111's txt2img default
+    return dict(enable_hr=True, hr_scale=payload.hr_scale, hr_resize_x=payload.hr_resize_x,
+                hr_resize_y=payload.hr_resize_y, hr_second_pass_steps=payload.hr_second_pass_steps,
+                hr_upscaler=names.upscaler(payload.hr_upscaler, warnings), strength=strength)
 
 
 def _backbone(payload: Txt2Img, warnings: list) -> str:
@@ -194,7 +210,8 @@ def _unit(arg: ControlNetUnitArgs, i: int, where: tuple, payload: Txt2Img, init_
         model, detected, weight=arg.weight, start=arg.guidance_start, end=end,
         mode=names.choice("control_mode", arg.control_mode, names.CONTROL_MODES, names.CONTROL_BY_NUMBER),
         mask=region, resize_mode=_resize_mode(arg), annotator=module.annotator, annotator_params=params,
-        union_control_type=_at((*where, "union_control_type"), _union_type, arg.union_control_type), **extra))
+        union_control_type=_at((*where, "union_control_type"), _union_type, arg.union_control_type),
+        hr_option=names.choice("hr_option", arg.hr_option, names.HR_OPTIONS, names.HR_OPTION_BY_NUMBER), **extra))
     return unit, detected
 
 

@@ -196,6 +196,26 @@ RESIZE_BY_NUMBER = ("just_resize", "crop", "fill")
 CONTROL_MODES = {"balanced": "balanced", "my prompt is more important": "prompt",
                  "controlnet is more important": "control"}
 CONTROL_BY_NUMBER = ("balanced", "prompt", "control")
+HR_OPTIONS = {"both": "both", "low res only": "low", "high res only": "high"}
+HR_OPTION_BY_NUMBER = ("both", "low", "high")
+
+
+
+def upscaler(name: str | None, warnings: list) -> str:
+    """A1111's hr_upscaler as one of the studio's weight-free upscalers: None is A1111's default
+    ("Latent"), "None" its plain Lanczos resize; a model-based one (ESRGAN, SwinIR ...) runs as
+    Lanczos, with a warning."""
+    if name is None:
+        return engine.hires.DEFAULT_UPSCALER
+    by_key = {n.lower(): n for n in engine.hires.UPSCALERS}
+    key = str(name).strip().lower()
+    if key in by_key:
+        return by_key[key]
+    if key in ("none", ""):
+        return engine.hires.FALLBACK_UPSCALER
+    warnings.append(f"hr_upscaler {name!r} is not in this studio, which has only weight-free upscalers "
+                    f"({', '.join(engine.hires.UPSCALERS)}); the hires fix used {engine.hires.FALLBACK_UPSCALER}")
+    return engine.hires.FALLBACK_UPSCALER
 
 
 def choice(field_name: str, value, names: dict, by_number: tuple):

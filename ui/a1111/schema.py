@@ -45,6 +45,7 @@ class ControlNetUnitArgs(Loose):
     save_detected_map: bool = True
     effective_region_mask: Optional[str] = None
     union_control_type: Optional[str] = None     # a Union model's type; "Unknown": from the module
+    hr_option: Union[str, int] = "Both"
     # deprecated spellings the extension still reads
     input_image: Optional[Picture] = None
     guidance: Optional[float] = Field(None, ge=0.0, le=1.0)
@@ -60,7 +61,7 @@ class ControlNetUnitArgs(Loose):
         return self
 
     def unknown(self) -> list[str]:
-        ignored = {"inpaint_crop_input_image", "hr_option", "advanced_weighting",
+        ignored = {"inpaint_crop_input_image", "advanced_weighting",
                    "pulid_mode", "ipadapter_input", "batch_images", "is_ui", "input_mode", "output_dir",
                    "loopback", "use_preview_as_input", "generated_image", "animatediff_batch", "batch_modifiers",
                    "batch_mask_dir", "batch_input_gallery", "batch_mask_gallery", "image_fidelity"}
@@ -86,6 +87,13 @@ class Txt2Img(Loose):
     batch_size: int = Field(1, ge=1, le=limits.MAX_BATCH_SIZE)
     n_iter: int = Field(1, ge=1, le=MAX_N_ITER)
     denoising_strength: Optional[float] = Field(None, ge=0.0, le=1.0)
+    # the hires fix (engine.hires); A1111's defaults
+    enable_hr: bool = False
+    hr_scale: float = Field(2.0, ge=1.0, le=limits.MAX_HR_SCALE)
+    hr_resize_x: int = Field(0, ge=0, le=limits.MAX_SIZE)
+    hr_resize_y: int = Field(0, ge=0, le=limits.MAX_SIZE)
+    hr_second_pass_steps: int = Field(0, ge=0, le=limits.MAX_STEPS)
+    hr_upscaler: Optional[str] = None
     override_settings: dict[str, Any] = Field(default_factory=dict)
     override_settings_restore_afterwards: bool = True
     send_images: bool = True
@@ -94,7 +102,9 @@ class Txt2Img(Loose):
 
     def unknown(self) -> list[str]:
         # what A1111's own clients send by default and means nothing changed (hires fix off, no styles ...)
-        defaults = {"enable_hr": False, "styles": [], "subseed": -1, "subseed_strength": 0, "restore_faces": False,
+        defaults = {"styles": [], "firstphase_width": 0, "firstphase_height": 0, "hr_prompt": "",
+                    "hr_negative_prompt": "", "hr_sampler_name": None, "hr_checkpoint_name": None, "subseed": -1,
+                    "subseed_strength": 0, "restore_faces": False,
                     "tiling": False, "script_name": None, "script_args": [], "do_not_save_samples": False,
                     "do_not_save_grid": False, "include_init_images": False, "scheduler": "automatic"}
         extra = self.model_extra or {}

@@ -25,6 +25,24 @@ def img2img(payload: Img2Img, query: dict) -> dict:
     return generate(payload)
 
 
+def _first_pass_size(run: GenerationRequest, image) -> tuple[int, int]:
+    """A1111 reports a hires run at its first pass's size (its "Size"), beside "Hires upscale"."""
+    if not run.enable_hr:
+        return image.width, image.height
+    native = catalog.manager().backbone(run.backbone).native_size
+    return run.width or native, run.height or native
+
+
+def _hires_params(run: GenerationRequest) -> dict:
+    if not run.enable_hr:
+        return {}
+    params = ({"Hires resize": f"{run.hr_resize_x}x{run.hr_resize_y}"} if run.hr_resize_x or run.hr_resize_y
+              else {"Hires upscale": run.hr_scale})
+    if run.hr_second_pass_steps:
+        params["Hires steps"] = run.hr_second_pass_steps
+    return params | {"Hires upscaler": run.hr_upscaler}
+
+
 def generate(payload: Txt2Img) -> dict:
     """Run the payload's batches in the one queue; the answer as A1111 gives it."""
     plan = mapping.plan(payload)
@@ -41,7 +59,7 @@ def generate(payload: Txt2Img) -> dict:
         recipe = json.loads(result.recipe)
         resolved = GenerationRequest.from_json(result.recipe)
         for i, (image, seed) in enumerate(zip(result.images, result.seeds)):
-            text = engine.infotext(resolved, seed, image.width, image.height)
+            text = engine.infotext(resolved, seed, *_first_pass_size(resolved, image))
             infotexts.append(text)
             seeds.append(seed)
             if not plan.send:
@@ -58,16 +76,16 @@ def generate(payload: Txt2Img) -> dict:
         images += [pictures.encode(m) for m in plan.maps]
     first = plan.requests[0]
     run = GenerationRequest.from_json(results[0].recipe)
-    width, height = results[0].images[0].size
+    width, height = _first_pass_size(run, results[0].images[0])
     info = {
         "prompt": first.prompt, "all_prompts": [first.prompt] * len(seeds),
         "negative_prompt": first.negative_prompt, "all_negative_prompts": [first.negative_prompt] * len(seeds),
         "seed": seeds[0], "all_seeds": seeds, "subseed": -1, "all_subseeds": [-1] * len(seeds), "subseed_strength": 0,
         "width": width, "height": height, "sampler_name": engine.SAMPLER_DISPLAY_NAMES[run.sampler],
         "cfg_scale": run.cfg_scale, "steps": run.steps, "batch_size": run.batch_size,
-        "denoising_strength": run.strength if run.init_image is not None else None,
+        "denoising_strength": run.strength if run.init_image is not None or run.enable_hr else None,
         "sd_model_name": run.backbone, "sd_model_hash": engine.short_hash(run.backbone, "backbone"),
-        "seed_resize_from_w": -1, "seed_resize_from_h": -1, "restore_faces": False, "extra_generation_params": {},
+        "seed_resize_from_w": -1, "seed_resize_from_h": -1, "restore_faces": False, "extra_generation_params": _hires_params(run),
         "index_of_first_image": 0, "infotexts": infotexts, "styles": [], "clip_skip": 1,
         "job_timestamp": datetime.now().strftime("%Y%m%d%H%M%S"), "is_using_inpainting_conditioning": False,
         "version": VERSION, "interrupted": interrupted, "warnings": plan.warnings, "ignored_words": ignored,
