@@ -46,7 +46,7 @@ from .hires import HR_OPTIONS, UPSCALERS, HiresOption
 from .loading import condition_kind, family_label, model_family, models_dir, outputs_dir, recommended_settings
 from .manager import ModelManager, build_manager, default_manager
 from .outputs import encode_png, infotext, read_recipe
-from .reference import REFERENCE_MODELS
+from .reference import DEFAULT_STYLE_FIDELITY, REFERENCE_MODELS
 from .samplers import SAMPLER_DISPLAY_NAMES, SAMPLERS
 from .union import UNION_CONTROL_TYPES
 from .values import (DEFAULT_CFG_SCALE, MODES, ControlMode, ControlUnit, GenerationRequest, GenerationResult,
@@ -79,6 +79,6 @@ __all__ = [
     "condition_kind", "recommended_settings", "recommended_cfg_scale", "DEFAULT_CFG_SCALE",
     "fit_map", "fidelity_score", "read_recipe", "encode_png", "infotext", "short_hash", "models_dir",
     "outputs_dir", "SAMPLERS", "SAMPLER_DISPLAY_NAMES", "MODES", "RESIZE_MODES", "ControlMode", "ResizeMode",
-    "limits", "model_family", "family_label", "UNION_CONTROL_TYPES", "REFERENCE_MODELS",
+    "limits", "model_family", "family_label", "UNION_CONTROL_TYPES", "REFERENCE_MODELS", "DEFAULT_STYLE_FIDELITY",
     "UPSCALERS", "HR_OPTIONS", "HiresOption",
 ]

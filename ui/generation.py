@@ -12,7 +12,6 @@ import numpy as np
 
 import engine
 from engine import ControlUnit, GenerationRequest, GenerationResult
-from engine.reference import is_reference
 
 from . import api, catalog, estimate
 
@@ -65,7 +64,7 @@ def run_notes(request: GenerationRequest) -> list[str]:
         notes.append("the prompt is empty: the picture follows the control maps alone")
     elif not units:
         notes.append("no control unit is on: the picture follows the prompt alone")
-    if any(is_reference(u.model) for u in request.active_units):
+    if any(u.model in engine.REFERENCE_MODELS for u in request.active_units):
         notes.append("a reference unit runs the UNet once more per step in its window, without the fast path")
     width, height = request.width or 0, request.height or 0
     seconds = estimate.seconds(request.backbone, width, height, request.batch_size, request.steps)

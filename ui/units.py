@@ -8,8 +8,8 @@ import json
 import gradio as gr
 import numpy as np
 
-from engine import MODES, REFERENCE_MODELS, RESIZE_MODES, ControlMode, ControlUnit, ResizeMode, limits
-from engine.reference import DEFAULT_STYLE_FIDELITY, is_reference
+from engine import (DEFAULT_STYLE_FIDELITY, MODES, REFERENCE_MODELS, RESIZE_MODES, ControlMode, ControlUnit, ResizeMode,
+                    limits)
 
 from . import catalog, map_status
 from .errors import shown, warn
@@ -116,6 +116,10 @@ class Unit:
                 gr.update(value=unit.style_fidelity, visible=is_reference(unit.model)),
                 *self.params.updates(None if annotator == catalog.NO_ANNOTATOR else annotator, unit.annotator_params),
                 AS_IS, ""]
+
+
+def is_reference(model) -> bool:
+    return model in REFERENCE_MODELS
 
 
 def reference_look(model):
