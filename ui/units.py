@@ -8,8 +8,8 @@ import json
 import gradio as gr
 import numpy as np
 
-from engine import (DEFAULT_STYLE_FIDELITY, MODES, REFERENCE_MODELS, RESIZE_MODES, ControlMode, ControlUnit, ResizeMode,
-                    limits)
+from engine import (DEFAULT_STYLE_FIDELITY, MODES, REFERENCE_MODELS, RESIZE_MODES, UNION_CONTROL_TYPES, ControlMode,
+                    ControlUnit, ResizeMode, limits)
 
 from . import catalog, map_status
 from .errors import shown, warn
@@ -21,6 +21,8 @@ SOURCES = ["sketch", "pose", "upload", "last output", "map as is"]
 AS_IS = "map as is"
 # AUTOMATIC1111's words for the engine's modes (the enums' values), the default first.
 MODE_LABELS = [(ControlMode[m].value, m) for m in MODES]
+UNION_AUTO = "auto"
+UNION_LABELS = [("from the annotator", UNION_AUTO), *((t, t) for t in UNION_CONTROL_TYPES)]
 RESIZE_LABELS = [(ResizeMode[m].value, m) for m in sorted(RESIZE_MODES, key=lambda m: m != "crop")]
 
 
@@ -60,6 +62,9 @@ class Unit:
                 with gr.Column(min_width=160):
                     self.mode = gr.Dropdown(MODE_LABELS, value="balanced", label="Control mode")
                     self.resize_mode = gr.Dropdown(RESIZE_LABELS, value="crop", label="Resize mode")
+                    # a ControlNet-Union model reads many kinds of map: which one (auto: the annotator's kind)
+                    self.union_type = gr.Dropdown(UNION_LABELS, value=UNION_AUTO, label="Union control type",
+                                                  visible=False, elem_id=f"unit{n}-union-type")
             with gr.Accordion("Annotator parameters", open=False):
                 self.params = ParamPanel(None)
             self.fidelity = gr.Markdown("", elem_id=f"unit{n}-fidelity", elem_classes=["fidelity"])
@@ -73,7 +78,7 @@ class Unit:
     def fields(self) -> list:
         """The widgets whose values make a ControlUnit, in `to_unit`'s argument order."""
         return [self.enabled, self.model, self.map, self.mask, self.weight, self.start, self.end, self.mode,
-                self.resize_mode, self.annotator, self.pose, self.style_fidelity, *self.params.widgets]
+                self.resize_mode, self.annotator, self.pose, self.style_fidelity, self.union_type, *self.params.widgets]
 
     @property
     def restorable(self) -> list:
@@ -82,7 +87,7 @@ class Unit:
 
     def to_unit(self, values: list) -> ControlUnit | None:
         """The ControlUnit of these widget values; None for an unused unit (disabled, no map)."""
-        enabled, model, cmap, mask, weight, start, end, mode, resize_mode, annotator, pose, fidelity, *params = values
+        enabled, model, cmap, mask, weight, start, end, mode, resize_mode, annotator, pose, fidelity, union, *params = values
         if isinstance(cmap, Unreadable):
             raise ValueError(f"unit {self.index + 1}: {cmap.message}")
         if cmap is None:
@@ -99,7 +104,8 @@ class Unit:
                                mask=_mask_or_none(mask), resize_mode=resize_mode, enabled=bool(enabled),
                                annotator=name, annotator_params=self.params.read(name, params) if name else {},
                                pose=pose or None,
-                               style_fidelity=DEFAULT_STYLE_FIDELITY if fidelity is None else fidelity)
+                               style_fidelity=DEFAULT_STYLE_FIDELITY if fidelity is None else fidelity,
+                               union_control_type=None if union in (None, "", UNION_AUTO) else union)
         except ValueError as e:
             raise ValueError(f"unit {self.index + 1}: {e}") from None
 
@@ -108,12 +114,14 @@ class Unit:
         if unit is None:
             return [gr.update(value=False), gr.update(), None, None, 1.0, 0.0, 1.0, "balanced", "crop",
                     catalog.NO_ANNOTATOR, None, gr.update(value=DEFAULT_STYLE_FIDELITY, visible=False),
+                    gr.update(value=UNION_AUTO, visible=False),
                     *self.params.updates(None), AS_IS, ""]
         annotator = unit.annotator if unit.annotator in catalog.annotator_names() else catalog.NO_ANNOTATOR
         mask = None if unit.mask is None else np.asarray(unit.mask)
         return [unit.enabled, gr.update(value=unit.model), np.asarray(unit.image), mask, unit.weight, unit.start,
                 unit.end, unit.mode, unit.resize_mode, annotator, None if unit.pose is None else json.dumps(unit.pose),
                 gr.update(value=unit.style_fidelity, visible=is_reference(unit.model)),
+                gr.update(value=unit.union_control_type or UNION_AUTO, visible=is_union_name(unit.model)),
                 *self.params.updates(None if annotator == catalog.NO_ANNOTATOR else annotator, unit.annotator_params),
                 AS_IS, ""]
 
@@ -122,12 +130,18 @@ def is_reference(model) -> bool:
     return model in REFERENCE_MODELS
 
 
-def reference_look(model):
+def is_union_name(model) -> bool:
+    # as AUTOMATIC1111's extension tells a Union model on its page: by its name
+    return isinstance(model, str) and "union" in model.lower()
+
+
+def model_look(model):
     """A reference unit (no weights: the picture itself is what it reads) shows its style-fidelity
-    slider and calls its map a reference picture; other units hide the slider."""
+    slider and calls its map a reference picture; a Union model's unit shows its control type."""
     reference = is_reference(model)
     return (gr.update(visible=reference),
-            gr.update(label="Reference picture" if reference else "Control map"))
+            gr.update(label="Reference picture" if reference else "Control map"),
+            gr.update(visible=is_union_name(model)))
 
 
 def _mask_or_none(mask):
@@ -235,7 +249,7 @@ class UnitStack:
         # queued: a warning from an unqueued event never reaches the page
         unit.map.upload(shown(uploaded), [unit.map, unit.good_map], [unit.map, unit.source, unit.enabled, unit.pose])
         unit.map.change(keep, [unit.map], [unit.good_map], queue=False, show_progress="hidden")
-        unit.model.change(reference_look, [unit.model], [unit.style_fidelity, unit.map], queue=False,
+        unit.model.change(model_look, [unit.model], [unit.style_fidelity, unit.map, unit.union_type], queue=False,
                           show_progress="hidden")
 
     def follow(self, index: int, component) -> None:

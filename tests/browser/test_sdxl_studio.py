@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from engine import read_recipe
 from tests.browser.conftest import open_page
 from tests.browser.studio_page import image, set_number
-from tests.tiny_models import save_sdxl_folder, tiny_controlnet, tiny_sdxl_parts
+from tests.tiny_models import save_sdxl_folder, tiny_controlnet, tiny_sdxl_parts, tiny_union
 from tests.ui.studio_server import start, stop, tiny_demo
 
 pytestmark = pytest.mark.browser
@@ -25,6 +25,7 @@ def xl_studio(tmp_path_factory):
     net = tiny_controlnet(xl["unet"], seed=2)      # a single file with its config beside it
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(root / "controlnets" / "xl-depth.safetensors"))
     net.save_config(root / "controlnets" / "xl-depth.config")
+    tiny_union(xl["unet"]).save_pretrained(root / "controlnets" / "controlnet-union-sdxl-1.0")
     server = start(models=root)
     yield server
     stop(server)
@@ -38,6 +39,7 @@ def _png(array: np.ndarray) -> bytes:
 
 def _choose(page, selector: str, label: str) -> list[str]:
     """Open a dropdown as a person does, read what it offers, click `label`; returns the offer."""
+    page.wait_for_function("!document.querySelector('[role=option]')", timeout=10_000)   # the last list closed
     page.locator(f"{selector} input").click()
     option = page.get_by_role("option", name=label, exact=True)
     option.wait_for()
@@ -53,7 +55,8 @@ def test_two_sdxl_units_generate_from_a_models_folder(browser, xl_studio, contro
     with open_page(browser, xl_studio["url"], request.node.name) as page:
         backbones = _choose(page, "#backbone", "tiny-xl (SDXL)")
         assert backbones == ["demo", "tiny-xl (SDXL)"], backbones   # the demo stays on offer
-        page.wait_for_function("document.querySelector('#unit1-model input').value.startsWith('xl-')",
+        # the backbone's family picks the units' models: no SD1.5 (demo) net stays chosen
+        page.wait_for_function("!document.querySelector('#unit1-model input').value.startsWith('demo')",
                                timeout=30_000)
         for n, (model, picture) in enumerate([("xl-canny", control_maps[0]),
                                               ("xl-depth.safetensors", control_maps[1])], start=1):
@@ -61,7 +64,7 @@ def test_two_sdxl_units_generate_from_a_models_folder(browser, xl_studio, contro
                 files=[{"name": f"map{n}.png", "mimeType": "image/png", "buffer": _png(picture)}])
             page.locator(f"#unit{n}-map img").first.wait_for()
             offered = _choose(page, f"#unit{n}-model", model)
-            assert "xl-canny" in offered and "xl-depth.safetensors" in offered, offered
+            assert {"xl-canny", "xl-depth.safetensors", "controlnet-union-sdxl-1.0"} <= set(offered), offered
             assert not any(name.startswith("demo") for name in offered), offered   # SD1.5 nets are not offered
             enabled = page.locator(f"#unit{n}-enabled input")
             if not enabled.is_checked():
@@ -84,3 +87,32 @@ def test_two_sdxl_units_generate_from_a_models_folder(browser, xl_studio, contro
     assert recipe.backbone == "tiny-xl" and recipe.steps == 2
     assert [(u.model, u.enabled) for u in recipe.units[:2]] == [("xl-canny", True), ("xl-depth.safetensors", True)]
     assert Image.open(saved).size == (64, 64)
+
+
+def test_a_union_unit_shows_its_control_type_and_the_recipe_keeps_it(browser, xl_studio, control_maps, request,
+                                                                      tmp_path):
+    with open_page(browser, xl_studio["url"], request.node.name) as page:
+        _choose(page, "#backbone", "tiny-xl (SDXL)")
+        union_type = page.locator("#unit1-union-type")
+        assert not union_type.is_visible()                       # a plain ControlNet has no type to pick
+        page.locator("#unit1-map input[type=file]").set_input_files(
+            files=[{"name": "edges.png", "mimeType": "image/png", "buffer": _png(control_maps[1])}])
+        page.locator("#unit1-map img").first.wait_for()
+        _choose(page, "#unit1-model", "controlnet-union-sdxl-1.0")
+        union_type.wait_for(state="visible")
+        assert page.locator("#unit1-union-type input").input_value() == "from the annotator"
+        types = _choose(page, "#unit1-union-type", "Hard Edge")
+        assert types[:3] == ["from the annotator", "OpenPose", "Depth"] and "Tile" in types, types
+        page.wait_for_function("document.querySelector('#unit1-enabled input').checked", timeout=30_000)
+        set_number(page, "#steps", 2)
+        set_number(page, "#width", 64)
+        set_number(page, "#height", 64)
+        page.locator("#generate").click()
+        page.wait_for_selector("#gallery img", timeout=180_000)
+        page.locator("#gallery img").first.click()
+        with page.expect_download() as download:
+            page.locator("#gallery button[aria-label=Download]").click()
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
+    (unit,) = [u for u in read_recipe(saved).units if u.enabled]
+    assert (unit.model, unit.union_control_type) == ("controlnet-union-sdxl-1.0", "Hard Edge")
