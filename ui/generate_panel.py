@@ -8,6 +8,7 @@ import engine
 from engine import SAMPLERS, GenerationRequest, limits
 
 from . import catalog
+from .lora_panel import LoraRows
 
 SEED_RANDOM = -1
 
@@ -37,6 +38,7 @@ class GeneratePanel:
             self.height = gr.Slider(0, limits.MAX_SIZE, value=0, step=limits.SIZE_MULTIPLE, elem_id="height",
                                     label="Height (0: the model's own size)")
             self.batch_size = gr.Slider(1, limits.MAX_BATCH_SIZE, value=1, step=1, label="Batch")
+        self.loras = LoraRows(self.backbone.value)
         with gr.Row(equal_height=False):
             self.seed = gr.Number(SEED_RANDOM, precision=0, label="Seed (-1: random)", minimum=-1,
                                   maximum=limits.MAX_SEED, min_width=140, elem_id="seed")
@@ -66,29 +68,31 @@ class GeneratePanel:
     def settings(self) -> list:
         """The widgets `to_request` reads, in its argument order."""
         return [self.backbone, self.prompt, self.negative_prompt, self.steps, self.cfg_scale, self.sampler,
-                self.width, self.height, self.batch_size, self.seed]
+                self.width, self.height, self.batch_size, self.seed, *self.loras.fields]
 
     @staticmethod
     def to_request(values: list, units: list) -> GenerationRequest:
-        backbone, prompt, negative, steps, cfg, sampler, width, height, batch, seed = values
+        backbone, prompt, negative, steps, cfg, sampler, width, height, batch, seed = values[:10]
         if seed is None:
             seed = SEED_RANDOM
         return GenerationRequest(
             backbone=backbone or "", prompt=prompt or "", negative_prompt=negative or "", units=tuple(units),
             width=_size_or_native(width), height=_size_or_native(height),
-            steps=steps, cfg_scale=cfg, sampler=sampler, batch_size=batch, seed=int(seed))
+            steps=steps, cfg_scale=cfg, sampler=sampler, batch_size=batch, seed=int(seed),
+            loras=LoraRows.to_loras(values[10:]))
 
     @staticmethod
     def from_request(request: GenerationRequest) -> list:
         """Values of `settings` showing `request`."""
         return [gr.update(value=request.backbone), request.prompt, request.negative_prompt, request.steps,
                 request.cfg_scale, request.sampler, request.width or 0, request.height or 0, request.batch_size,
-                request.seed]
+                request.seed, *LoraRows.from_loras(request.loras, request.backbone)]
 
     def wire(self) -> None:
         self.random_seed.click(lambda: SEED_RANDOM, None, [self.seed], queue=False)
         self.reuse_seed.click(lambda last: SEED_RANDOM if last is None else last, [self.last_seed], [self.seed],
                               queue=False)
+        self.loras.wire(self.backbone)
         self.backbone.change(words_hint, [self.backbone], [self.words], show_progress="hidden")
         # .input, not .change: a dropped recipe sets the backbone too, and must keep its own scale
         self.backbone.input(catalog.recommended_cfg, [self.backbone], [self.cfg_scale], show_progress="hidden")

@@ -172,7 +172,7 @@ def pretty(recipe: str) -> str:
 def _wire_recipe(panel: GeneratePanel, stack: UnitStack, pose: PoseTab) -> None:
     unit_outputs = [c for u in stack.units for c in u.restorable]
     outputs = [*panel.settings, *unit_outputs, stack.count, *stack.visibility_outputs, panel.status, panel.recipe,
-               pose.editor, pose.map, pose.exporter]
+               pose.editor, pose.map, pose.exporter, panel.loras.accordion]
 
     def on_recipe(path):
         if not path:
@@ -183,11 +183,12 @@ def _wire_recipe(panel: GeneratePanel, stack: UnitStack, pose: PoseTab) -> None:
         units = [u.from_unit(request.units[i] if i < len(request.units) else None) for i, u in enumerate(stack.units)]
         count = max(SHOWN_AT_START, len(request.units))
         note = (f'<span class="gen-done">Restored: {len(request.units)} unit{"s" * (len(request.units) != 1)}, '
-                f'seed {request.seed}</span>')
+                f'{len(request.loras)} LoRA{"s" * (len(request.loras) != 1)}, seed {request.seed}</span>')
         # the first unit's pose that travelled in the recipe goes back into the editor, editable
         posed = next((u.pose for u in request.units if u.pose is not None), None)
         editor = [gr.update()] * 3 if posed is None else list(pose.replace(json.dumps(posed)))
         return [*GeneratePanel.from_request(request), *[x for u in units for x in u], count,
-                *stack.visibility(count), note, pretty(request.to_json()), *editor]
+                *stack.visibility(count), note, pretty(request.to_json()), *editor,
+                gr.update(open=True) if request.loras else gr.update()]
 
     panel.recipe_drop.upload(shown(on_recipe), [panel.recipe_drop], outputs)
