@@ -90,3 +90,27 @@ def drop_file(page, selector: str, data: bytes, name: str) -> None:
 def pose_joint_on_screen(page, x: float, y: float, canvas_size: int = 512) -> tuple[float, float]:
     box = page.locator("#pose-editor canvas").bounding_box()
     return box["x"] + x * box["width"] / canvas_size, box["y"] + y * box["height"] / canvas_size
+
+
+def choose(page, selector: str, label: str) -> list[str]:
+    """Open a dropdown as a person does, read what it offers, click `label`; returns the offer."""
+    page.wait_for_function("!document.querySelector('[role=option]')", timeout=10_000)   # the last list closed
+    page.locator(f"{selector} input").click()
+    option = page.get_by_role("option", name=label, exact=True)
+    option.wait_for()
+    # the selected option carries a check mark on a line of its own
+    offered = [n.split("\n")[-1].strip() for n in page.get_by_role("option").all_inner_texts()]
+    option.click(timeout=5_000)
+    page.wait_for_function("([sel, v]) => document.querySelector(sel + ' input').value === v",
+                           arg=[selector, label], timeout=10_000)
+    return offered
+
+
+def download_picture(page, folder, name: str | None = None):
+    """The gallery's first picture saved as its Download button saves it (recipe and all)."""
+    page.locator("#gallery img").first.click()
+    with page.expect_download() as download:
+        page.locator("#gallery button[aria-label=Download]").click()
+    saved = folder / (name or download.value.suggested_filename)
+    download.value.save_as(saved)
+    return saved

@@ -7,7 +7,7 @@ from PIL import Image
 
 from engine import read_recipe
 from tests.browser.conftest import open_page
-from tests.browser.studio_page import drop_file, set_number
+from tests.browser.studio_page import choose, download_picture, drop_file, set_number
 from tests.engine.lora_files import make_lora, save_kohya
 from tests.tiny_models import tiny_backbone_parts
 from tests.ui.studio_server import start, stop, tiny_demo
@@ -26,19 +26,6 @@ def lora_studio(tmp_path_factory):
     stop(server)
 
 
-def _choose(page, selector: str, label: str) -> list[str]:
-    """Open a dropdown as a person does, read what it offers, click `label`; returns the offer."""
-    page.locator(f"{selector} input").click()
-    option = page.get_by_role("option", name=label, exact=True)
-    option.wait_for()
-    # the selected option carries a check mark on a line of its own
-    offered = [n.split("\n")[-1].strip() for n in page.get_by_role("option").all_inner_texts()]
-    option.click(timeout=5_000)
-    page.wait_for_function("([sel, v]) => document.querySelector(sel + ' input').value === v",
-                           arg=[selector, label], timeout=10_000)
-    return offered
-
-
 def _generate_and_download(page, tmp_path, name: str):
     old = page.locator("#gallery img").first.get_attribute("src") if page.locator("#gallery img").count() else None
     page.locator("#generate").click()
@@ -46,11 +33,7 @@ def _generate_and_download(page, tmp_path, name: str):
         """old => { const i = document.querySelector('#gallery img');
                     return i && i.getAttribute('src') && i.getAttribute('src') !== old; }""",
         arg=old, timeout=180_000)
-    page.locator("#gallery img").first.click()
-    with page.expect_download() as download:
-        page.locator("#gallery button[aria-label=Download]").click()
-    saved = tmp_path / name
-    download.value.save_as(saved)
+    saved = download_picture(page, tmp_path, name)
     page.keyboard.press("Escape")      # close the gallery's preview so the next click reaches the page
     return saved
 
@@ -60,7 +43,7 @@ def test_a_lora_picked_on_the_page_changes_the_picture_and_comes_back_from_its_p
     with open_page(browser, lora_studio["url"], request.node.name) as page:
         page.locator("#loras").get_by_text("LoRAs").first.click()
         assert not page.locator("#no-loras").is_visible()     # a LoRA is installed: no "where to put files"
-        offered = _choose(page, "#lora1", "tiny_ink")
+        offered = choose(page, "#lora1", "tiny_ink")
         assert offered == ["(none)", "tiny_ink"], offered
         set_number(page, "#lora1-weight", 0.8)
         page.locator("#prompt textarea").fill("a red star")
@@ -74,7 +57,7 @@ def test_a_lora_picked_on_the_page_changes_the_picture_and_comes_back_from_its_p
         assert [(c.name, c.weight) for c in recipe.loras] == [("tiny_ink", 0.8)], recipe.loras
         assert recipe.seed == 11 and Image.open(with_lora).size == (64, 64)
 
-        _choose(page, "#lora1", "(none)")
+        choose(page, "#lora1", "(none)")
         without = _generate_and_download(page, tmp_path, "without-lora.png")
         assert read_recipe(without).loras == () and read_recipe(without).seed == 11
         a = np.asarray(Image.open(with_lora).convert("RGB"), dtype=np.int16)

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from engine import read_recipe
-from tests.browser.studio_page import drop_file, image, set_number, wait_new_image
+from tests.browser.studio_page import choose, download_picture, drop_file, image, set_number, wait_new_image
 
 pytestmark = pytest.mark.browser
 
@@ -19,24 +19,13 @@ def _png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _choose(page, selector: str, label: str) -> None:
-    page.locator(f"{selector} input").click()
-    page.get_by_role("option", name=label, exact=True).click(timeout=10_000)
-    page.wait_for_function("([sel, v]) => document.querySelector(sel + ' input').value === v",
-                           arg=[selector, label], timeout=10_000)
-
-
 def _generate(page, tmp_path, name: str, click: bool = True):
     old = page.locator("#gallery img").first.get_attribute("src") if page.locator("#gallery img").count() else None
     if click:
         page.locator("#generate").click()
     wait_new_image(page, "#gallery", old, timeout=180_000)
     page.wait_for_function("document.querySelector('#status').innerText.includes('Done')", timeout=60_000)
-    page.locator("#gallery img").first.click()
-    with page.expect_download() as download:
-        page.locator("#gallery button[aria-label=Download]").click()
-    saved = tmp_path / name
-    download.value.save_as(saved)
+    saved = download_picture(page, tmp_path, name)
     page.keyboard.press("Escape")
     return saved
 
@@ -44,7 +33,7 @@ def _generate(page, tmp_path, name: str, click: bool = True):
 def test_a_reference_unit_carries_a_picture_and_comes_back_from_its_png(page, tmp_path):
     slider = page.locator("#unit1-style-fidelity")
     assert not slider.is_visible()                                   # a ControlNet unit has none
-    _choose(page, "#unit1-model", "reference_adain+attn")
+    choose(page, "#unit1-model", "reference_adain+attn")
     slider.wait_for(state="visible")
     page.locator("#unit1-map").get_by_text("Reference picture").first.wait_for()
     reference = np.zeros((96, 96, 3), np.uint8)

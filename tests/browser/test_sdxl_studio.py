@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 
 from engine import read_recipe
 from tests.browser.conftest import open_page
-from tests.browser.studio_page import image, set_number
+from tests.browser.studio_page import choose, download_picture, image, set_number
 from tests.tiny_models import save_sdxl_folder, tiny_controlnet, tiny_sdxl_parts, tiny_union
 from tests.ui.studio_server import start, stop, tiny_demo
 
@@ -37,23 +37,9 @@ def _png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _choose(page, selector: str, label: str) -> list[str]:
-    """Open a dropdown as a person does, read what it offers, click `label`; returns the offer."""
-    page.wait_for_function("!document.querySelector('[role=option]')", timeout=10_000)   # the last list closed
-    page.locator(f"{selector} input").click()
-    option = page.get_by_role("option", name=label, exact=True)
-    option.wait_for()
-    # the selected option carries a check mark on a line of its own
-    offered = [n.split("\n")[-1].strip() for n in page.get_by_role("option").all_inner_texts()]
-    option.click(timeout=5_000)
-    page.wait_for_function("([sel, v]) => document.querySelector(sel + ' input').value === v",
-                           arg=[selector, label], timeout=10_000)
-    return offered
-
-
 def test_two_sdxl_units_generate_from_a_models_folder(browser, xl_studio, control_maps, request, tmp_path):
     with open_page(browser, xl_studio["url"], request.node.name) as page:
-        backbones = _choose(page, "#backbone", "tiny-xl (SDXL)")
+        backbones = choose(page, "#backbone", "tiny-xl (SDXL)")
         assert backbones == ["demo", "tiny-xl (SDXL)"], backbones   # the demo stays on offer
         # the backbone's family picks the units' models: no SD1.5 (demo) net stays chosen
         page.wait_for_function("!document.querySelector('#unit1-model input').value.startsWith('demo')",
@@ -63,7 +49,7 @@ def test_two_sdxl_units_generate_from_a_models_folder(browser, xl_studio, contro
             page.locator(f"#unit{n}-map input[type=file]").set_input_files(
                 files=[{"name": f"map{n}.png", "mimeType": "image/png", "buffer": _png(picture)}])
             page.locator(f"#unit{n}-map img").first.wait_for()
-            offered = _choose(page, f"#unit{n}-model", model)
+            offered = choose(page, f"#unit{n}-model", model)
             assert {"xl-canny", "xl-depth.safetensors", "controlnet-union-sdxl-1.0"} <= set(offered), offered
             assert not any(name.startswith("demo") for name in offered), offered   # SD1.5 nets are not offered
             enabled = page.locator(f"#unit{n}-enabled input")
@@ -78,11 +64,7 @@ def test_two_sdxl_units_generate_from_a_models_folder(browser, xl_studio, contro
         picture = image(page, "#gallery")
         assert picture.shape == (64, 64, 3), picture.shape
         assert picture.std() > 1                         # a picture, not a blank tile
-        page.locator("#gallery img").first.click()
-        with page.expect_download() as download:
-            page.locator("#gallery button[aria-label=Download]").click()
-        saved = tmp_path / download.value.suggested_filename
-        download.value.save_as(saved)
+        saved = download_picture(page, tmp_path)
     recipe = read_recipe(saved)
     assert recipe.backbone == "tiny-xl" and recipe.steps == 2
     assert [(u.model, u.enabled) for u in recipe.units[:2]] == [("xl-canny", True), ("xl-depth.safetensors", True)]
@@ -92,16 +74,16 @@ def test_two_sdxl_units_generate_from_a_models_folder(browser, xl_studio, contro
 def test_a_union_unit_shows_its_control_type_and_the_recipe_keeps_it(browser, xl_studio, control_maps, request,
                                                                       tmp_path):
     with open_page(browser, xl_studio["url"], request.node.name) as page:
-        _choose(page, "#backbone", "tiny-xl (SDXL)")
+        choose(page, "#backbone", "tiny-xl (SDXL)")
         union_type = page.locator("#unit1-union-type")
         assert not union_type.is_visible()                       # a plain ControlNet has no type to pick
         page.locator("#unit1-map input[type=file]").set_input_files(
             files=[{"name": "edges.png", "mimeType": "image/png", "buffer": _png(control_maps[1])}])
         page.locator("#unit1-map img").first.wait_for()
-        _choose(page, "#unit1-model", "controlnet-union-sdxl-1.0")
+        choose(page, "#unit1-model", "controlnet-union-sdxl-1.0")
         union_type.wait_for(state="visible")
         assert page.locator("#unit1-union-type input").input_value() == "from the annotator"
-        types = _choose(page, "#unit1-union-type", "Hard Edge")
+        types = choose(page, "#unit1-union-type", "Hard Edge")
         assert types[:3] == ["from the annotator", "OpenPose", "Depth"] and "Tile" in types, types
         page.wait_for_function("document.querySelector('#unit1-enabled input').checked", timeout=30_000)
         set_number(page, "#steps", 2)
@@ -109,10 +91,6 @@ def test_a_union_unit_shows_its_control_type_and_the_recipe_keeps_it(browser, xl
         set_number(page, "#height", 64)
         page.locator("#generate").click()
         page.wait_for_selector("#gallery img", timeout=180_000)
-        page.locator("#gallery img").first.click()
-        with page.expect_download() as download:
-            page.locator("#gallery button[aria-label=Download]").click()
-        saved = tmp_path / download.value.suggested_filename
-        download.value.save_as(saved)
+        saved = download_picture(page, tmp_path)
     (unit,) = [u for u in read_recipe(saved).units if u.enabled]
     assert (unit.model, unit.union_control_type) == ("controlnet-union-sdxl-1.0", "Hard Edge")
