@@ -235,17 +235,22 @@ def main(args) -> dict:
             results["parity"][name] = {"mean_abs_px": float(np.abs(a - b).mean() * 255),
                                        "max_abs_px": float(np.abs(a - b).max() * 255)}
         results["cases"][name] = row
-        print("sdxl", name, json.dumps(row), flush=True)
+        print("sdxl", name, json.dumps(row), json.dumps(results["parity"].get(name)), flush=True)
+        _write(results, args)   # after every case: a run stopped later keeps what it measured
     if cuda and not args.no_compile:
         for name, n in cases:
             torch._dynamo.reset()
             results["cases"][name]["diffusers_compiled"] = timed(diffusers_runner(parts, n, size, steps, True), runs)
             print("sdxl", name, "compiled", json.dumps(results["cases"][name]["diffusers_compiled"]), flush=True)
+            _write(results, args)
+    print(table(results))
+    return results
+
+
+def _write(results: dict, args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / ("results-sdxl-tiny.json" if args.tiny else "results-sdxl.json")).write_text(json.dumps(results, indent=2))
-    print(table(results))
-    return results
 
 
 def table(results) -> str:
