@@ -46,6 +46,8 @@ def infotext(request: GenerationRequest, seed: int, width: int, height: int) -> 
                 f"Guidance End: {u.end:g}, Control Mode: {ControlMode[u.mode].value}")
         if is_reference(u.model):
             unit += f", Threshold A: {u.style_fidelity:g}"
+        if u.union_control_type:    # the extension's field, shown in its display text
+            unit += f", Union Control Type: {u.union_control_type}"
         if request.enable_hr:
             unit += f", Hr Option: {HiresOption[u.hr_option].value}"
         pairs.append(f'ControlNet {n}: "{unit}"')

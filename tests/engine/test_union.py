@@ -13,6 +13,7 @@ from engine import ControlUnit, GenerationRequest
 from engine.generate import render
 from engine.manager import ModelManager
 from engine.models import Backbone, ControlModel
+from engine.outputs import infotext
 from engine.samplers import make_scheduler
 from tests.engine.test_adapters import _UNetCalls, _map_tensor
 from tests.tiny_models import tiny_sdxl_parts, tiny_union
@@ -117,3 +118,6 @@ def test_the_recipe_keeps_the_union_type(control_maps):
     again = GenerationRequest.from_json(req.to_json())
     assert again.units[0].union_control_type == "Segmentation" and again.units[1].union_control_type is None
     assert "union_control_type" not in again.units[1].to_dict()      # older recipes read and write as before
+    # A1111's parameters text names the type as the extension writes it; a plain ControlNet unit has none
+    units = infotext(req.replace(cfg_scale=5.0), 1, 64, 64).split('ControlNet ')[1:]
+    assert "Union Control Type: Segmentation" in units[0] and "Union Control Type" not in units[1]
