@@ -66,12 +66,26 @@ def run_notes(request: GenerationRequest) -> list[str]:
         notes.append("no control unit is on: the picture follows the prompt alone")
     if any(u.model in engine.REFERENCE_MODELS for u in request.active_units):
         notes.append("a reference unit runs the UNet once more per step in its window, without the fast path")
+    eager = sorted({kind for kind in map(_eager_kind, request.active_units) if kind})
+    if eager:
+        notes.append(f"steps with a {' or '.join(eager)} unit run without the fast path's CUDA graphs")
     width, height = request.width or 0, request.height or 0
     seconds = estimate.seconds(request.backbone, width, height, request.batch_size, request.steps)
     long_run = estimate.note(seconds)
     if long_run:
         notes.append(long_run)
     return notes
+
+
+def _eager_kind(unit) -> str | None:
+    """A control model the fast path does not capture, by the name the field gives its files
+    (t2i-adapter_xl_openpose, controlnet-union-sdxl-1.0); bench/RESULTS.md has what it costs."""
+    name = unit.model.lower()
+    if "union" in name:
+        return "ControlNet-Union"
+    if "t2i" in name or ("adapter" in name and "ip-adapter" not in name and "ip_adapter" not in name):
+        return "T2I-Adapter"
+    return None
 
 
 class StepTimer:

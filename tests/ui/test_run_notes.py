@@ -17,6 +17,16 @@ def test_an_empty_prompt_or_no_unit_is_said():
     assert generation.run_notes(GenerationRequest(prompt="a red star", units=(_unit(),), backbone="never-run")) == []
 
 
+def test_units_the_fast_path_does_not_capture_are_named():
+    picture = np.zeros((64, 64, 3), np.uint8)
+    adapter = ControlUnit("t2i-adapter_xl_openpose", picture)
+    union = ControlUnit("controlnet-union-sdxl-1.0", picture, union_control_type="Depth")
+    said = " ".join(generation.run_notes(GenerationRequest(prompt="a cat", units=(adapter, union))))
+    assert "ControlNet-Union or T2I-Adapter unit run without the fast path" in said
+    plain = GenerationRequest(prompt="a cat", units=(ControlUnit("diffusers_xl_canny_full", picture),))
+    assert not any("fast path" in n for n in generation.run_notes(plain))
+
+
 def test_a_long_run_is_estimated_from_this_machines_measured_steps(monkeypatch):
     monkeypatch.setattr(estimate, "_measured", {})
     monkeypatch.setattr(estimate, "_native", {})
