@@ -177,7 +177,9 @@ def diffusers_runner(parts, n, size, steps, compiled):
     return run
 
 
-def engine_runner(parts, n, size, steps, fast, compile=False):
+def engine_runner(parts, n, size, steps, fast, compile=False, units=None, extra=None):
+    """The engine on these parts with n ControlNet units (or the given units, over the models in
+    extra: {name: model} beside the ControlNets xl0, xl1, ...)."""
     device = parts["unet"].device
     m = ModelManager(device=device, dtype=parts["unet"].dtype, fast=fast and device.type == "cuda")
     if fast and device.type == "cuda":
@@ -186,7 +188,10 @@ def engine_runner(parts, n, size, steps, fast, compile=False):
                    parts["scheduler_config"], text_encoder_2=parts["text_encoder_2"], tokenizer_2=parts["tokenizer_2"]))
     for i, net in enumerate(parts["nets"]):
         m.add(ControlModel(f"xl{i}", net))
-    units = [ControlUnit(f"xl{i}", mp) for i, mp in enumerate(maps(n, size))]
+    for name, model in (extra or {}).items():
+        m.add(ControlModel(name, model))
+    if units is None:
+        units = [ControlUnit(f"xl{i}", mp) for i, mp in enumerate(maps(n, size))]
     req = GenerationRequest(backbone="bench-xl", prompt=PROMPT, units=units, width=size, height=size, steps=steps,
                             cfg_scale=SCALE, seed=0, sampler="unipc")
 

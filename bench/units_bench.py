@@ -35,12 +35,8 @@ from PIL import Image  # noqa: E402
 
 import sdxl_bench  # noqa: E402
 from sdxl_bench import PROMPT, SCALE, STEPS, build, maps, timed  # noqa: E402
-from engine import ControlUnit, GenerationRequest  # noqa: E402
-from engine.fast import GraphedPredictor  # noqa: E402
-from engine.generate import render  # noqa: E402
+from engine import ControlUnit  # noqa: E402
 from engine.loading.paths import CONFIGS_DIR  # noqa: E402
-from engine.manager import ModelManager  # noqa: E402
-from engine.models import Backbone, ControlModel  # noqa: E402
 
 UNION_TYPE = "Hard Edge"          # index 3 of the Union model's types
 # (case, units as (model, map index, extra unit fields)); "union" and "adapter" name the models below
@@ -81,24 +77,9 @@ def pictures(size: int) -> list[np.ndarray]:
 
 
 def engine_runner(parts, extra, case_units, size, steps, fast: bool):
-    device = parts["unet"].device
-    m = ModelManager(device=device, dtype=parts["unet"].dtype, fast=fast)
-    if fast:
-        m.predictor = GraphedPredictor()
-    m.add(Backbone("bench-xl", parts["unet"], parts["vae"], parts["text_encoder"], parts["tokenizer"],
-                   parts["scheduler_config"], text_encoder_2=parts["text_encoder_2"], tokenizer_2=parts["tokenizer_2"]))
-    m.add(ControlModel("xl0", parts["nets"][0]))
-    for name, net in extra.items():
-        m.add(ControlModel(name, net))
     pics = pictures(size)
     units = [ControlUnit(model, pics[i], **kw) for model, i, kw in case_units]
-    req = GenerationRequest(backbone="bench-xl", prompt=PROMPT, units=units, width=size, height=size, steps=steps,
-                            cfg_scale=SCALE, seed=0, sampler="unipc")
-
-    def run(clock=None):
-        return render(req, m, on_step=(lambda i, t, p: clock.mark()) if clock else None).images
-    run.manager = m
-    return run
+    return sdxl_bench.engine_runner(parts, 0, size, steps, fast, units=units, extra=extra)
 
 
 def diffusers_runner(parts, extra, case, size, steps):
