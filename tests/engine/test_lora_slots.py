@@ -72,7 +72,7 @@ def _managers(parts):
 
 def _req(*loras):
     return GenerationRequest(backbone="tiny", prompt="a red star", negative_prompt="blurry", width=64, height=64,
-                             steps=2, seed=5, sampler="unipc", loras=list(loras))
+                             steps=1, seed=5, sampler="unipc", loras=list(loras))
 
 
 def _slot_tensors(view):
