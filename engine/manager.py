@@ -173,7 +173,7 @@ class ModelManager:
 
     def free_cache(self) -> None:
         """After a failure such as out-of-memory: drop captured graphs and cached blocks, keep models."""
-        if self.predictor is not None:
+        if self.predictor is not None and hasattr(self.predictor, "clear"):
             self.predictor.clear()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -184,7 +184,7 @@ class ModelManager:
                 self._forget(model)
             self._backbones.clear()
             self._controlnets.clear()
-            if self.predictor is not None:
+            if self.predictor is not None and hasattr(self.predictor, "clear"):
                 self.predictor.clear()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
