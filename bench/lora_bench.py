@@ -17,7 +17,11 @@ Writes lora-results.json under --out and prints a table. --tiny: tests/tiny_mode
 64x64, 2 steps, on the CPU when there is no GPU (the fast path's views then run eagerly): the
 check that the bench itself works.
 
-    python3 bench/lora_bench.py [--runs 2] [--families sd15,sdxl] [--out bench] [--tiny]
+    python3 bench/lora_bench.py [--runs 2] [--families sd15,sdxl] [--out bench] [--tiny] [--compile]
+
+With --compile the fast path compiles in the background as the studio's does (the steady times
+then are the compiled graphs'; the captures and compile seconds are in the JSON): a weight change
+or a swap must add neither.
 """
 from __future__ import annotations
 
@@ -119,7 +123,7 @@ def _pipeline(family: str, parts: dict):
     return pipe
 
 
-def bench_family(family: str, device, dtype, tiny: bool, runs: int, folder: Path) -> dict:
+def bench_family(family: str, device, dtype, tiny: bool, runs: int, folder: Path, compile: bool = False) -> dict:
     size, steps = (64, 2) if tiny else ((1024, 20) if family == "sdxl" else (512, 20))
     rank = 4 if tiny else RANK
     t0 = time.perf_counter()
@@ -132,7 +136,7 @@ def bench_family(family: str, device, dtype, tiny: bool, runs: int, folder: Path
     cuda = device.type == "cuda"
     if cuda:
         from engine.fast import GraphedPredictor
-        predictor = GraphedPredictor()
+        predictor = GraphedPredictor(compile=compile)
     else:
         predictor = predict_noise       # no graphs on the CPU: the views still run (eagerly)
     fast = ModelManager(device=device, dtype=dtype, predictor=predictor)
@@ -152,6 +156,9 @@ def bench_family(family: str, device, dtype, tiny: bool, runs: int, folder: Path
 
     def timed(fn) -> dict:
         first = _seconds(fn)
+        if compile and cuda:
+            predictor.wait_compiled()       # the background compile of what the first call captured
+            fn()                            # captures the compiled graphs
         return {"first_s": first, "s_per_image": _steady(fn, runs)}
 
     out["no LoRA, fast"] = timed(image(fast))
@@ -162,7 +169,10 @@ def bench_family(family: str, device, dtype, tiny: bool, runs: int, folder: Path
         first = _seconds(image(fast, chosen))
         steady = _steady(image(fast, chosen), runs)
         out[f"{label}, fast"] = {"first_s": first, "s_per_image": steady, "cost_s": first - steady}
+    if compile and cuda:
+        predictor.wait_compiled()
     out["captures"] = getattr(predictor, "captures", None)
+    out["compile_s"] = getattr(predictor, "compile_seconds", None)
     out["layouts"] = fast.lora_views.layouts
 
     # the application alone: into the LoRA layers and out again, no image
@@ -219,7 +229,7 @@ def table(results: dict) -> str:
             if isinstance(value, dict):
                 extra = f", first {value['first_s']:.3f} s" + (f", cost {value['cost_s']:+.3f} s" if "cost_s" in value else "")
                 lines.append(f"  {key:<42} {value['s_per_image']:.3f} s/image{extra}")
-            elif isinstance(value, float) and key not in ("build_s",):
+            elif isinstance(value, float) and key not in ("build_s", "compile_s"):
                 unit = "" if key.startswith("ratio") else " s"
                 lines.append(f"  {key:<42} {value:.3f}{unit}")
     return "\n".join(lines)
@@ -231,11 +241,14 @@ def main():
     ap.add_argument("--families", default="sd15,sdxl")
     ap.add_argument("--out", default=str(ROOT / "bench"))
     ap.add_argument("--tiny", action="store_true", help="tiny models, 64x64, 2 steps; runs on a CPU")
+    ap.add_argument("--compile", action="store_true",
+                    help="the fast path with its background torch.compile (minutes more for SDXL)")
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     results = {"device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
                "torch": torch.__version__, "diffusers": diffusers.__version__, "tiny": args.tiny, "runs": args.runs,
+               "compile": args.compile,
                "families": {}}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -244,7 +257,8 @@ def main():
         import os
         os.environ["CNSTUDIO_MODELS"] = str(models)
         for family in [f.strip() for f in args.families.split(",") if f.strip()]:
-            results["families"][family] = bench_family(family, device, dtype, args.tiny, args.runs, models / "loras")
+            results["families"][family] = bench_family(family, device, dtype, args.tiny, args.runs, models / "loras",
+                                                        args.compile)
             torch.cuda.empty_cache() if device.type == "cuda" else None
     results["total_s"] = time.perf_counter() - started
     out = Path(args.out)

@@ -12,6 +12,12 @@ Adapters are set for one generation and removed after it, and PEFT's wrapper lay
 replaced by the original layers again, never fused: fuse/unfuse rounds, so the locked backbone
 would drift; this way a request without a LoRA after one with it is bit-identical to one that
 never had it.
+
+That is the eager way. On the fast path (a manager with a predictor) the UNet is not touched at
+all: its LoRAs go into the padded slots of a view that shares its weights (engine/lora_slots.py),
+whose CUDA graphs stay captured across generations, so a weight change or a swap to a LoRA of the
+same (or lower) rank on the same (or fewer) layers captures and compiles nothing. The text
+encoders take their LoRA parts in place either way (they run once per generation, eagerly).
 """
 from __future__ import annotations
 
