@@ -123,6 +123,25 @@ def _pipeline(family: str, parts: dict):
     return pipe
 
 
+def _diffusers(family: str, parts: dict, path: Path, size: int, steps: int, runs: int) -> dict:
+    out = {}
+    pipe = _pipeline(family, parts)
+    t = time.perf_counter()
+    pipe.load_lora_weights(str(path), adapter_name="a")
+    pipe.set_adapters(["a"], [0.8])
+    _sync()
+    out["diffusers load_lora_weights"] = time.perf_counter() - t
+
+    def reference():
+        return pipe(PROMPT, num_inference_steps=steps, guidance_scale=SCALE, height=size, width=size,
+                    generator=torch.Generator("cpu").manual_seed(1), output_type="np").images
+    first = _seconds(reference)
+    out["1 LoRA, diffusers"] = {"first_s": first, "s_per_image": _steady(reference, runs)}
+    out["diffusers set_adapters (weight change)"] = _seconds(lambda: pipe.set_adapters(["a"], [0.5]))
+    pipe.unload_lora_weights()
+    return out
+
+
 def bench_family(family: str, device, dtype, tiny: bool, runs: int, folder: Path, compile: bool = False) -> dict:
     size, steps = (64, 2) if tiny else ((1024, 20) if family == "sdxl" else (512, 20))
     rank = 4 if tiny else RANK
@@ -175,7 +194,9 @@ def bench_family(family: str, device, dtype, tiny: bool, runs: int, folder: Path
     out["compile_s"] = getattr(predictor, "compile_seconds", None)
     out["layouts"] = fast.lora_views.layouts
 
-    # the application alone: into the LoRA layers and out again, no image
+    out["ratio eager / fast, 1 LoRA"] = out["1 LoRA, eager"]["s_per_image"] / out["1 LoRA, fast"]["s_per_image"]
+
+    # the application alone: into the LoRA layers and out again, no image (text-encoder parts included)
     for k in (1, 3):
         names = [a, b, c][:k]
         chosen = lambda order, w: loras.resolve([LoraChoice(n, w) for n in order])[0]   # noqa: E731
@@ -196,26 +217,13 @@ def bench_family(family: str, device, dtype, tiny: bool, runs: int, folder: Path
         out[f"apply {k}, fast, weight change"] = statistics.median(weights)
         views.drop(backbone.unet)
 
-    # diffusers' pipeline with the LoRA as shipped, on the same weights
-    pipe = _pipeline(family, parts)
-    t = time.perf_counter()
+    # diffusers' pipeline with the LoRA as shipped, on the same weights (last: it changes them in place)
     try:
-        pipe.load_lora_weights(str(folder / f"{a}.safetensors"), adapter_name="a")
-    except Exception as e:      # its text-encoder route goes through transformers' load_adapter (loras.py)
-        out["diffusers note"] = f"load_lora_weights failed ({type(e).__name__}: {e}); the UNet part alone is loaded"
-        state_dict, alphas = pipe.lora_state_dict(str(folder / f"{a}.safetensors"))
-        pipe.load_lora_into_unet(state_dict, alphas, pipe.unet, adapter_name="a")
-    pipe.set_adapters(["a"], [0.8])
-    _sync()
-    out["diffusers load_lora_weights"] = time.perf_counter() - t
-
-    def reference():
-        return pipe(PROMPT, num_inference_steps=steps, guidance_scale=SCALE, height=size, width=size,
-                    generator=torch.Generator("cpu").manual_seed(1), output_type="np").images
-    out["1 LoRA, diffusers"] = timed(reference)
-    out["diffusers set_adapters (weight change)"] = _seconds(lambda: pipe.set_adapters(["a"], [0.5]))
-    pipe.unload_lora_weights()
-    out["ratio diffusers / fast, 1 LoRA"] = out["1 LoRA, diffusers"]["s_per_image"] / out["1 LoRA, fast"]["s_per_image"]
+        out.update(_diffusers(family, parts, folder / f"{a}.safetensors", size, steps, runs))
+        out["ratio diffusers / fast, 1 LoRA"] = (out["1 LoRA, diffusers"]["s_per_image"]
+                                                 / out["1 LoRA, fast"]["s_per_image"])
+    except Exception as e:      # the engine's own figures above still count
+        out["diffusers error"] = f"{type(e).__name__}: {e}"
     fast.clear()
     eager.clear()
     return out
@@ -232,6 +240,8 @@ def table(results: dict) -> str:
             elif isinstance(value, float) and key not in ("build_s", "compile_s"):
                 unit = "" if key.startswith("ratio") else " s"
                 lines.append(f"  {key:<42} {value:.3f}{unit}")
+            elif isinstance(value, str):
+                lines.append(f"  {key}: {value}")
     return "\n".join(lines)
 
 
