@@ -16,6 +16,7 @@ ControlUnit.union_control_type picks one of UNION_CONTROL_TYPES, else its annota
 LoRAs: GenerationRequest(loras=[LoraChoice(name, weight)]) or A1111's `<lora:name:weight>` in the
 prompt, for files in models/loras/ (kohya or diffusers layout); installed_loras() lists them
 ({"name", "path", "family", "metadata"}); a name not installed is a warning in the result, a bad file a ValueError.
+On the GPU's fast path they keep their CUDA graphs across a weight change or a same-rank swap.
 Models: load_backbone(source), load_controlnet(source), installed_models(), ModelManager (build_manager(fast=, compile=, offload=) builds one with the
 documented CNSTUDIO_FAST/COMPILE/OFFLOAD overrides for options left None), where a
 source is "demo", "demo:<kind>", a diffusers folder, a single .safetensors/.ckpt/.pth file, a name

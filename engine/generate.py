@@ -103,9 +103,10 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
         resolved = request.replace(seed=seeds[0], cfg_scale=cfg)
         # the recipe keeps the prompt as written (tags and all); the encoder reads it without them
         encoded = resolved.replace(prompt=prompt) if prompt != request.prompt else resolved
-        # LoRA layers are not in the fast path's graphs, so a generation with LoRAs runs eagerly
-        predict = manager.predictor if not chosen else None
-        with manager.placed(nets), loras.applied(backbone, chosen):
+        # on the fast path the UNet's LoRAs sit in a view of it with graphs of its own (engine/lora_slots.py)
+        with manager.placed(nets), loras.applied(backbone, chosen, manager.lora_views) as lora_run:
+            predict = manager.predictor if lora_run.fast else None
+            runs_on = lora_run.backbone      # the backbone, or its copy whose UNet is a LoRA view
             def prepare(second_pass: bool, w: int, h: int):
                 # outside a hires run every unit acts, whatever its hr_option (as the extension does)
                 acts = [target is None or hires.acts_in(unit.hr_option, second_pass) for unit in active]
@@ -128,13 +129,13 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
                 first_halt[0] = first_halt[0] or answer is False
                 return answer
             units, refs = prepare(False, width, height)
-            done = denoise(backbone, units, encoded, width, height, seeds, first_callback, stop, predict=predict,
+            done = denoise(runs_on, units, encoded, width, height, seeds, first_callback, stop, predict=predict,
                            references=refs)
             # a stop at the first pass's last step still counts: the second pass does not start
             interrupted = done.interrupted or (target is not None and ((stop is not None and stop.is_set())
                                                                         or first_halt[0]))
             if target is not None and not interrupted:
-                done, width, height = _second_pass(backbone, encoded, done, target, seeds, prepare,
+                done, width, height = _second_pass(runs_on, encoded, done, target, seeds, prepare,
                                                    _reporter(on_step, backbone, resolved, target.width,
                                                              target.height, first_total, total), stop, predict)
                 interrupted = done.interrupted

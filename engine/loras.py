@@ -12,6 +12,12 @@ Adapters are set for one generation and removed after it, and PEFT's wrapper lay
 replaced by the original layers again, never fused: fuse/unfuse rounds, so the locked backbone
 would drift; this way a request without a LoRA after one with it is bit-identical to one that
 never had it.
+
+That is the eager way. On the fast path (a manager with a predictor) the UNet is not touched at
+all: its LoRAs go into the padded slots of a view that shares its weights (engine/lora_slots.py),
+whose CUDA graphs stay captured across generations, so a weight change or a swap to a LoRA of the
+same (or lower) rank on the same (or fewer) layers captures and compiles nothing. The text
+encoders take their LoRA parts in place either way (they run once per generation, eagerly).
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ import re
 import threading
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -345,26 +351,53 @@ def _lock_for(backbone: Backbone) -> _Exclusive:
         return _locks.setdefault(id(backbone.unet), _Exclusive())
 
 
+@dataclass(frozen=True)
+class Applied:
+    """What a generation runs on inside `applied`: the backbone itself, or (on the fast path) a
+    copy of it whose UNet is a LoRA view (engine/lora_slots.py); `fast` says whether the fast
+    path may serve it (False when the LoRAs sit in the locked UNet itself, the eager way)."""
+
+    backbone: Backbone
+    files: list
+    fast: bool
+
+
 @contextmanager
-def applied(backbone: Backbone, chosen: list[tuple[LoraChoice, Path]]) -> Iterator[list[LoraFile]]:
-    """Inside the block the backbone's UNet and text encoders carry the chosen LoRAs, each at
-    its weight; after it they are the original modules again, bit for bit."""
+def applied(backbone: Backbone, chosen: list[tuple[LoraChoice, Path]], views=None) -> Iterator[Applied]:
+    """Inside the block the chosen LoRAs act, each at its weight; after it the backbone's modules
+    are the original modules again, bit for bit.
+
+    The text encoders carry them in place (they run once per generation, eagerly). The UNet: with
+    `views` (a `lora_slots.LoraViews`, the fast path's), the LoRAs go into the slots of a view that
+    shares the UNet's weights, which the block's `Applied.backbone` runs, and the UNet itself is
+    never touched; without, or for a LoRA the slots cannot hold, into the UNet in place."""
     if not chosen:
         with _lock_for(backbone).shared():
-            yield []
+            yield Applied(backbone, [], True)
         return
     from diffusers.loaders import StableDiffusionLoraLoaderMixin
     from diffusers.utils.peft_utils import set_weights_and_activate_adapters
     from peft import inject_adapter_in_model, set_peft_model_state_dict
 
+    from . import lora_slots
+
     files = [_files.get(choice.name, path, backbone) for choice, path in chosen]
     with _lock_for(backbone).exclusive():
+        view = None
+        if views is not None:
+            try:
+                parts = [(lora, part, choice.weight) for (choice, _), lora in zip(chosen, files)
+                         if (part := views.part(lora)) is not None]
+                view = views.view_for(backbone.unet, parts) if parts else None
+            except lora_slots.SlotsUnsupported as e:
+                log.warning("the LoRAs cannot go on the fast path (%s); this generation runs eagerly", e)
+                views = None
         names = {"unet": [], **{p: [] for p in TEXT_ENCODERS}}
         weights = {"unet": [], **{p: [] for p in TEXT_ENCODERS}}
         try:
             for i, ((choice, _), lora) in enumerate(zip(chosen, files)):
                 adapter = f"studio_lora_{i}"
-                if lora.unet:
+                if lora.unet and views is None:
                     StableDiffusionLoraLoaderMixin.load_lora_into_unet(
                         lora.unet, lora.network_alphas, backbone.unet, adapter_name=adapter)
                     names["unet"].append(adapter)
@@ -387,7 +420,8 @@ def applied(backbone: Backbone, chosen: list[tuple[LoraChoice, Path]]) -> Iterat
             for prefix in TEXT_ENCODERS:
                 if names[prefix]:
                     set_weights_and_activate_adapters(getattr(backbone, prefix), names[prefix], weights[prefix])
-            yield files
+            runs_on = backbone if view is None else replace(backbone, unet=view.module)
+            yield Applied(runs_on, files, fast=views is not None)
         finally:
             for module in (backbone.unet, backbone.text_encoder, backbone.text_encoder_2):
                 if module is not None:

@@ -56,6 +56,19 @@ class ModelManager:
         # Keyed by the module itself (not id()), so an entry can never name a freed, reused address.
         self._placed: dict[torch.nn.Module, int] = {}
         self._placing = threading.Lock()
+        self._lora_views = None
+
+    @property
+    def lora_views(self):
+        """The fast path's LoRA views of each backbone's UNet (engine/lora_slots.py), for the
+        predictor in use; None without a fast path (LoRAs then go into the UNet, eagerly)."""
+        if self.predictor is None:
+            return None
+        with self._lock:
+            if self._lora_views is None or self._lora_views.predictor is not self.predictor:
+                from .lora_slots import LoraViews
+                self._lora_views = LoraViews(self.predictor)
+            return self._lora_views
 
     def backbone(self, source: str) -> Backbone:
         with self._lock:
@@ -149,7 +162,10 @@ class ModelManager:
         return True
 
     def _forget(self, model: Backbone | ControlModel) -> None:
-        """An evicted model's CUDA graphs and compiled modules go with it: they hold its weights."""
+        """An evicted model's CUDA graphs and compiled modules go with it: they hold its weights,
+        and so do a backbone's LoRA views."""
+        if isinstance(model, Backbone) and self._lora_views is not None:
+            self._lora_views.drop(model.unet)
         if self.predictor is not None and hasattr(self.predictor, "forget"):
             self.predictor.forget(model.unet if isinstance(model, Backbone) else model.net)
         if torch.cuda.is_available():
@@ -157,7 +173,7 @@ class ModelManager:
 
     def free_cache(self) -> None:
         """After a failure such as out-of-memory: drop captured graphs and cached blocks, keep models."""
-        if self.predictor is not None:
+        if self.predictor is not None and hasattr(self.predictor, "clear"):
             self.predictor.clear()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -168,7 +184,7 @@ class ModelManager:
                 self._forget(model)
             self._backbones.clear()
             self._controlnets.clear()
-            if self.predictor is not None:
+            if self.predictor is not None and hasattr(self.predictor, "clear"):
                 self.predictor.clear()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

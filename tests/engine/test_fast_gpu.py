@@ -143,3 +143,64 @@ def test_sdxl_fast_path_matches_eager(control_maps, compile):
     other = req.replace(prompt="a blue heart", seed=9, width=64, height=64)
     _close(render(other, eager).images, render(other, fast).images, "SDXL, new prompt and seed")
     assert fast.predictor.captures == captured, "a new prompt or seed captured new graphs"
+
+
+def _lora_folder(tmp_path, monkeypatch, backbone, sdxl=False):
+    """LoRA files for a manager's tiny backbone: two of rank 4 (kohya), one of rank 2 (diffusers), strong
+    enough to move the picture far past the parity tolerance (weight 0.8: ~145 levels on the CPU)."""
+    from tests.engine.lora_files import make_lora, save_diffusers, save_kohya
+    monkeypatch.setenv("CNSTUDIO_MODELS", str(tmp_path / "models"))
+    folder = tmp_path / "models" / "loras"
+    folder.mkdir(parents=True)
+    encoders = ("text_encoder", "text_encoder_2") if sdxl else ("text_encoder",)
+    parts = {name: getattr(backbone, name) for name in ("unet",) + encoders}
+    strong = dict(encoders=encoders, strength=1.0)
+    save_kohya(make_lora(parts, seed=11, rank=4, **strong), folder / "ink.safetensors", sdxl=sdxl)
+    save_kohya(make_lora(parts, seed=13, rank=4, alpha=1.0, **strong), folder / "moss.safetensors", sdxl=sdxl)
+    save_diffusers(make_lora(parts, seed=12, rank=2, **strong), folder / "small.safetensors")
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_loras_on_the_fast_path_match_eager_and_a_weight_change_or_swap_recaptures_nothing(
+        control_maps, tmp_path, monkeypatch, compile):
+    """Issue 27: the LoRAs run in a view of the UNet with padded slots and graphs of its own; a new
+    weight, a same-rank swap and a lower-rank swap are copies into the graph's tensors (no capture,
+    no compile), and a request without LoRAs still gets the backbone's own picture, bit for bit."""
+    from torch._dynamo.utils import counters
+    eager, fast = _managers(compile)
+    _lora_folder(tmp_path, monkeypatch, fast.backbone("tiny"))
+    req = GenerationRequest(backbone="tiny", prompt="a red star", units=[ControlUnit("cn0", control_maps[0])],
+                            width=64, height=64, steps=8, seed=3, loras=[("ink", 0.8)])
+    plain = req.replace(loras=())
+    render(plain, fast)
+    render(req, fast)
+    fast.predictor.wait_compiled()                 # with compile: both graphs come back compiled
+    never, b = render(plain, fast).images, render(req, fast).images
+    if compile:
+        assert all(g.compiled for g in fast.predictor._graphs.values())
+    a = render(req, eager).images
+    _close(a, b, f"one LoRA, compile={compile}")
+    assert np.abs(a - render(plain, eager).images).max() * 255 > 4 * MAX_PX, "the LoRA changed nothing"
+    captures, graphs = fast.predictor.captures, counters["stats"]["unique_graphs"]
+    for loras in ([("ink", 0.3)], [("moss", 0.8)], [("small", 1.0)]):
+        other = req.replace(loras=loras)
+        changed = render(other, fast).images
+        _close(render(other, eager).images, changed, f"LoRAs {loras}, compile={compile}")
+        assert np.abs(changed - b).max() * 255 > 4 * MAX_PX, f"{loras} did not reach the graph"
+    fast.predictor.wait_compiled()
+    assert fast.predictor.captures == captures, "a weight change or a swap captured new graphs"
+    assert counters["stats"]["unique_graphs"] == graphs, "a weight change or a swap compiled again"
+    assert fast.lora_views.layouts == 1
+    assert np.array_equal(render(plain, fast).images, never), "the backbone's own graph changed"
+
+
+def test_sdxl_loras_on_the_fast_path_match_eager(control_maps, tmp_path, monkeypatch):
+    eager, fast = _sdxl_managers()
+    _lora_folder(tmp_path, monkeypatch, fast.backbone("tiny-xl"), sdxl=True)
+    req = GenerationRequest(backbone="tiny-xl", prompt="a red star", negative_prompt="blurry", width=64, height=64,
+                            steps=8, seed=3, loras=[("ink", 0.9), ("small", 0.5)])
+    _close(render(req, eager).images, render(req, fast).images, "SDXL, two LoRAs")
+    captures = fast.predictor.captures
+    other = req.replace(loras=[("moss", 0.4), ("small", 1.0)])
+    _close(render(other, eager).images, render(other, fast).images, "SDXL, a swap and a new weight")
+    assert fast.predictor.captures == captures
