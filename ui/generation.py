@@ -64,6 +64,11 @@ def run_notes(request: GenerationRequest) -> list[str]:
         notes.append("the prompt is empty: the picture follows the control maps alone")
     elif not units:
         notes.append("no control unit is on: the picture follows the prompt alone")
+    if request.enable_hr:
+        size = (f"{request.hr_resize_x or 'auto'}x{request.hr_resize_y or 'auto'}"
+                if request.hr_resize_x or request.hr_resize_y else f"x{request.hr_scale:g}")
+        notes.append(f"hires fix: then a second pass of {request.hr_second_pass_steps or request.steps} steps "
+                     f"at {size} ({request.hr_upscaler}, denoising {request.strength:g}); the steps count both")
     if any(u.model in engine.REFERENCE_MODELS for u in request.active_units):
         notes.append("a reference unit runs the UNet once more per step in its window, without the fast path")
     width, height = request.width or 0, request.height or 0
@@ -93,6 +98,20 @@ class StepTimer:
         width, height = result.images[0].size
         estimate.record(request.backbone, width, height, len(result.images), self.last[0] - self.first[0],
                         self.last[1] - self.first[1], native=request.width is None and request.height is None)
+
+
+def planned_steps(request: GenerationRequest) -> int:
+    """The steps the page says a run will take before the engine counts them: both passes of a hires run."""
+    return request.steps + ((request.hr_second_pass_steps or request.steps) if request.enable_hr else 0)
+
+
+def pass_note(request: GenerationRequest, step: int, total: int) -> str:
+    """Which pass of a hires run `step` (of the engine's `total`, both passes) is in. The engine counts
+    model evaluations (Heun makes two a step), so the passes split `total` in their steps' ratio."""
+    if not request.enable_hr:
+        return ""
+    first = round(total * request.steps / planned_steps(request))
+    return " · hires pass" if step > first else " · first pass"
 
 
 def progress_html(step: int, total: int, note: str = "") -> str:
