@@ -10,6 +10,7 @@ import engine
 from engine import SAMPLERS, GenerationRequest, limits
 
 from . import catalog, lora_panel
+from .batch_panel import BatchPanel
 from .hires_panel import HiresFields
 from .lora_panel import LoraRows
 
@@ -54,6 +55,7 @@ class GeneratePanel:
             self.generate = gr.Button("Generate", variant="primary", elem_id="generate")
             # off until a generation of this page runs (ui.layout turns it on and off again)
             self.interrupt = gr.Button("Interrupt", variant="stop", elem_id="interrupt", interactive=False)
+        self.batch = BatchPanel()
         self.status = gr.Markdown("", elem_id="status")
         self.preview = gr.Image(label="Step preview", type="numpy", interactive=False, height=200, visible=False,
                                 elem_id="step-preview")

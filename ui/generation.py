@@ -6,7 +6,7 @@ import html
 import queue
 import threading
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -23,6 +23,13 @@ def stream(request: GenerationRequest, preview_every: float = PREVIEW_EVERY_S) -
     The worker's exception, if any, is raised here. Closing this generator before the end (Gradio
     does when the tab closes or the request is cancelled) stops the generation within one model
     evaluation, so the queue's next job starts at once instead of after a run nobody will see."""
+    return stream_call(lambda on_step, stop, emit: api.run(request, on_step, stop), preview_every)
+
+
+def stream_call(call: Callable, preview_every: float = PREVIEW_EVERY_S) -> Iterator[tuple]:
+    """`stream` for any run: `call(on_step, stop, emit)` runs in a worker thread and returns the
+    result; what it passes to `emit(x)` comes out as ("item", x) between the steps (a batch's
+    report lines)."""
     events: queue.Queue = queue.Queue()
     stop = threading.Event()
     last = [time.monotonic()]
@@ -37,7 +44,7 @@ def stream(request: GenerationRequest, preview_every: float = PREVIEW_EVERY_S) -
 
     def work() -> None:
         try:
-            events.put(("done", api.run(request, on_step, stop)))
+            events.put(("done", call(on_step, stop, lambda x: events.put(("item", x)))))
         except BaseException as e:  # noqa: BLE001  (handed to the page's thread, which shows it)
             events.put(("error", e))
 

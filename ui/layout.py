@@ -12,7 +12,7 @@ import numpy as np
 
 import engine
 
-from . import api, catalog, generation
+from . import api, batch_panel, catalog, generation
 from .errors import shown, warn
 from .generate_panel import GeneratePanel, words_hint
 from .pose_tab import PoseTab
@@ -119,14 +119,22 @@ def _wire_generation(panel: GeneratePanel, stack: UnitStack) -> None:
     # Interrupt is on only while this page's generation runs (off again after it ends or fails)
     running, idle = gr.update(interactive=True), gr.update(interactive=False)
 
-    def on_generate(*values):
+    def read_request(values: list, batch_unit: int | None = None):
+        """(the request of the page's widget values, [(unit index, ControlUnit)] of the units in it);
+        the batch's unit may have no map yet (the folder's pictures are its maps)."""
         settings, rest = list(values[:len(panel.settings)]), values[len(panel.settings):]
         slots = []
         for i, unit in enumerate(stack.units):
-            made = unit.to_unit(list(rest[i * per_unit:(i + 1) * per_unit]))
+            own = list(rest[i * per_unit:(i + 1) * per_unit])
+            if i == batch_unit:
+                own = batch_panel.batch_request(i, own[0], own)
+            made = unit.to_unit(own)
             if made is not None:
                 slots.append((i, made))
-        request = GeneratePanel.to_request(settings, [u for _, u in slots])
+        return GeneratePanel.to_request(settings, [u for _, u in slots]), slots
+
+    def on_generate(*values):
+        request, slots = read_request(list(values))
         started = time.monotonic()
         notes = "".join(f" · {n}" for n in generation.run_notes(request))
         yield {panel.status: generation.progress_html(0, generation.planned_steps(request),
@@ -172,6 +180,7 @@ def _wire_generation(panel: GeneratePanel, stack: UnitStack) -> None:
         gr.Info("Interrupting after the current step" if api.interrupt() == "interrupting" else "Nothing is running")
 
     panel.interrupt.click(on_interrupt, None, None, concurrency_limit=None)
+    batch_panel.wire(panel.batch, panel, stack, read_request)
 
 
 def pretty(recipe: str) -> str:
