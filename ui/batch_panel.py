@@ -26,12 +26,12 @@ class BatchPanel:
             self.folder = gr.Textbox(label="Folder of pictures on the server", elem_id="batch-dir",
                                      placeholder=f"e.g. {folders.inputs_dir() / 'sketches'} (a bare name: a folder "
                                                  f"in {folders.inputs_dir()})")
-            with gr.Row(equal_height=True):
+            with gr.Row(equal_height=False):
                 self.unit = gr.Dropdown([f"Unit {i + 1}" for i in range(limits.MAX_UNITS)], value="Unit 1",
                                         type="index", label="Unit that takes each picture as its map",
                                         min_width=160, elem_id="batch-unit",
                                         info="enable it and pick its model; its annotator reads each picture")
-                self.run = gr.Button("Run over the folder", elem_id="batch-run", min_width=140)
+                self.run = gr.Button("Run over the folder", elem_id="batch-run", min_width=140, scale=0)
             self.out = gr.Markdown("", elem_id="batch-out")
             self.report = gr.Textbox(label="Batch report", lines=4, max_lines=12, interactive=False,
                                      elem_id="batch-report")

@@ -47,10 +47,9 @@ def batch_folder(text: str | None) -> Path:
         path = inputs_dir() / path      # a bare name is a folder inside the inputs folder
     path = path.resolve()
     if _listening and not any(path == root or path.is_relative_to(root) for root in allowed_roots()):
-        raise ValueError(f"{text!r} is outside the studio's own folders, and the studio listens beyond this machine "
-                         f"(--listen), so a batch reads only folders inside {inputs_dir()} (the inputs folder; "
-                         f"start the studio with --inputs-dir DIR to choose another), the outputs, models or "
-                         f"examples folder: copy the pictures into the inputs folder")
+        raise ValueError(f"{text!r} is outside the studio's own folders: with --listen a batch reads only folders "
+                         f"inside the inputs folder {inputs_dir()} (--inputs-dir DIR picks another), the outputs, "
+                         f"models or examples folder; copy the pictures into {inputs_dir()}")
     if not path.is_dir():
         raise ValueError(f"{text!r} is not a folder on the server; give the path of a folder of pictures")
     return path
