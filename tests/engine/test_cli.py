@@ -78,3 +78,13 @@ def test_cli_batch_dir_names_outputs_after_inputs_and_a_re_run_makes_nothing_new
     assert again.stdout.strip() == "" and "batch: 0 made, 2 skipped, 1 not made" in again.stderr
     assert [p.stat().st_mtime_ns for p in made] == stamps
     assert sorted(p.name for p in made[0].parent.iterdir()) == ["a-frame.png", "b-frame.png"]
+
+
+def test_cli_unit_takes_its_hires_passes(tmp_path, control_maps):
+    import pytest
+
+    from engine.cli import parse_control
+    Image.fromarray(control_maps[0]).save(tmp_path / "map.png")
+    assert parse_control(f"model=demo:scribble,map={tmp_path / 'map.png'},hr_option=high").hr_option == "high"
+    with pytest.raises(ValueError, match="hr_option"):
+        parse_control(f"model=demo:scribble,map={tmp_path / 'map.png'},hr_option=second")
