@@ -42,11 +42,10 @@ def run(request: GenerationRequest, on_step=None, stop: threading.Event | None =
 
 def run_batch(request: GenerationRequest, folder, unit_index: int, on_step=None, on_item=None,
               stop: threading.Event | None = None, source: str = "gui"):
-    """engine.batch.run_batch in the one queue: the whole batch is one job, so interrupt() ends it
+    """engine.run_batch in the one queue: the whole batch is one job, so interrupt() ends it
     after the current step (the pictures finished stay; a re-run makes the rest)."""
-    from engine.batch import run_batch as batch
     with jobs.slot(source, stop=stop) as job:
-        return batch(request, folder, unit_index, on_step=job.track(on_step), on_item=on_item, stop=job.stop,
+        return engine.run_batch(request, folder, unit_index, on_step=job.track(on_step), on_item=on_item, stop=job.stop,
                      manager=catalog.manager())
 
 

@@ -11,8 +11,7 @@ import time
 import gradio as gr
 import numpy as np
 
-from engine import limits
-from engine.batch import batch_folder
+from engine import batch_folder, limits
 
 from . import api, folders, generation
 from .errors import shown
