@@ -35,11 +35,15 @@ short_hash(source, role) (A1111's 8-digit model hash). Names: SAMPLERS, SAMPLER_
 (A1111's), MODES, RESIZE_MODES, HR_OPTIONS (ControlMode, ResizeMode and HiresOption give AUTOMATIC1111's
 display name of each as its value), UPSCALERS (the hires fix's: A1111's "Latent" modes, Lanczos,
 Nearest; GenerationRequest(enable_hr=True, hr_scale=2, ...) runs it, engine.hires); the bounds every request is checked against live in engine.limits.
+Batch over a folder: run_batch(request, folder, unit_index) runs the request once per picture as
+that unit's map, outputs named after the inputs in batch_folder(request, unit_index, folder), a
+re-run skipping what is made (engine.batch).
 """
 from annotators.image import RESIZE_MODES, ResizeMode
 from annotators.image import fit as fit_map
 
 from . import limits, loading, loras
+from .batch import batch_folder, run_batch
 from .fidelity import score as fidelity_score
 from .generate import GenerationError, generate
 from .hashes import short_hash
@@ -81,5 +85,5 @@ __all__ = [
     "fit_map", "fidelity_score", "read_recipe", "encode_png", "infotext", "short_hash", "models_dir",
     "outputs_dir", "SAMPLERS", "SAMPLER_DISPLAY_NAMES", "MODES", "RESIZE_MODES", "ControlMode", "ResizeMode",
     "limits", "model_family", "family_label", "UNION_CONTROL_TYPES", "REFERENCE_MODELS", "DEFAULT_STYLE_FIDELITY",
-    "UPSCALERS", "HR_OPTIONS", "HiresOption",
+    "UPSCALERS", "HR_OPTIONS", "HiresOption", "run_batch", "batch_folder",
 ]

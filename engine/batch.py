@@ -49,8 +49,9 @@ class BatchItem:
 
     def line(self) -> str:
         done = ", ".join(p.name for p in self.outputs)
+        said = self.message and self.message != self.status     # "not a picture (not a picture)" says it twice
         return f"{self.source.name}: {self.status}" + (f" -> {done}" if done else "") + \
-            (f" ({self.message})" if self.message else "")
+            (f" ({self.message})" if said else "")
 
 
 @dataclass

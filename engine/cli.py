@@ -10,12 +10,12 @@ import numpy as np
 from PIL import Image
 
 from .generate import generate
-from .hires import UPSCALERS
+from .hires import HR_OPTIONS, UPSCALERS
 from .outputs import read_recipe
 from .samplers import SAMPLERS
 from .values import MODES, ControlUnit, GenerationRequest, LoraChoice, annotate, default_annotator
 
-_UNIT_KEYS = {"model", "image", "map", "weight", "start", "end", "mode", "resize_mode", "mask", "annotator"}
+_UNIT_KEYS = {"model", "image", "map", "weight", "start", "end", "mode", "resize_mode", "mask", "annotator", "hr_option"}
 NO_ANNOTATOR = "none"
 _PLACEHOLDER = np.zeros((8, 8, 3), np.uint8)
 
@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--control", action="append", default=[], metavar="SPEC",
                    help="a control unit: model=...,image=PICTURE (run through annotator=, by default the model kind's) "
                         "or map=MAP (a finished map)[,weight=,start=,end=,mode=(" + "|".join(MODES)
-                        + "),resize_mode=,mask=,annotator=NAME|none]; repeat for several")
+                        + "),resize_mode=,mask=,annotator=NAME|none,hr_option=(" + "|".join(HR_OPTIONS)
+                        + ")]; repeat for several")
     p.add_argument("--lora", action="append", default=[], metavar="NAME[:WEIGHT]",
                    help="a LoRA from models/loras/ and its weight (default 1); repeat for several; "
                         "<lora:name:weight> in --prompt works too")

@@ -40,6 +40,15 @@ def run(request: GenerationRequest, on_step=None, stop: threading.Event | None =
                                manager=catalog.manager())
 
 
+def run_batch(request: GenerationRequest, folder, unit_index: int, on_step=None, on_item=None,
+              stop: threading.Event | None = None, source: str = "gui"):
+    """engine.run_batch in the one queue: the whole batch is one job, so interrupt() ends it
+    after the current step (the pictures finished stay; a re-run makes the rest)."""
+    with jobs.slot(source, stop=stop) as job:
+        return engine.run_batch(request, folder, unit_index, on_step=job.track(on_step), on_item=on_item, stop=job.stop,
+                     manager=catalog.manager())
+
+
 def interrupt() -> str:
     """End the running generation after its current step (its picture so far is kept)."""
     return "interrupting" if jobs.interrupt() else "nothing is running"

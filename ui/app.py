@@ -28,6 +28,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--auth", metavar="USER:PASS", help="ask for this user name and password")
     p.add_argument("--models-dir", help="the models folder (default models/; env CNSTUDIO_MODELS)")
     p.add_argument("--annotators-dir", help="annotator weights folder (default models/annotators/)")
+    p.add_argument("--inputs-dir", help="folders of pictures a batch may read with --listen (default inputs/; "
+                                        "env CNSTUDIO_INPUTS)")
     p.add_argument("--outputs-dir", help="where images are saved (default outputs/; env CNSTUDIO_OUTPUTS)")
     p.add_argument("--queue-size", type=int, default=DEFAULT_QUEUE_SIZE,
                    help=f"jobs that may wait in the queue; more are refused as 'queue full' (default {DEFAULT_QUEUE_SIZE})")
@@ -135,6 +137,8 @@ def apply_folders(args: argparse.Namespace) -> None:
         os.environ["CNSTUDIO_MODELS"] = str(Path(args.models_dir).expanduser().resolve())
     if args.outputs_dir:
         os.environ["CNSTUDIO_OUTPUTS"] = str(Path(args.outputs_dir).expanduser().resolve())
+    if args.inputs_dir:
+        os.environ["CNSTUDIO_INPUTS"] = str(Path(args.inputs_dir).expanduser().resolve())
     if args.annotators_dir:
         os.environ["CNSTUDIO_ANNOTATORS"] = str(Path(args.annotators_dir).expanduser().resolve())
 
@@ -203,7 +207,9 @@ def main(argv: list[str]) -> int:
     warning = exposure_warning(args)
     if warning:
         log.warning(warning)
+    from . import folders
     from .layout import build_app
+    folders.set_listening(args.listen)      # a batch then reads only the studio's own folders
     demo = build_app(build_manager(args))
     log.info("%s", loaded_backbone())
     launch(demo, host="0.0.0.0" if args.listen else LOCALHOST, port=args.port, auth=args.auth, block=True,

@@ -2,15 +2,20 @@
 preview, the gallery of saved PNGs, and the recipe of the last image."""
 from __future__ import annotations
 
+import dataclasses
+
 import gradio as gr
 
 import engine
 from engine import SAMPLERS, GenerationRequest, limits
 
-from . import catalog
+from . import catalog, lora_panel
+from .batch_panel import BatchPanel
+from .hires_panel import HiresFields
 from .lora_panel import LoraRows
 
 SEED_RANDOM = -1
+LORA_FIELDS = 2 * lora_panel.ROWS
 
 
 class GeneratePanel:
@@ -39,6 +44,7 @@ class GeneratePanel:
                                     label="Height (0: the model's own size)")
             self.batch_size = gr.Slider(1, limits.MAX_BATCH_SIZE, value=1, step=1, label="Batch")
         self.loras = LoraRows(self.backbone.value)
+        self.hires = HiresFields()
         with gr.Row(equal_height=False):
             self.seed = gr.Number(SEED_RANDOM, precision=0, label="Seed (-1: random)", minimum=-1,
                                   maximum=limits.MAX_SEED, min_width=140, elem_id="seed")
@@ -49,6 +55,7 @@ class GeneratePanel:
             self.generate = gr.Button("Generate", variant="primary", elem_id="generate")
             # off until a generation of this page runs (ui.layout turns it on and off again)
             self.interrupt = gr.Button("Interrupt", variant="stop", elem_id="interrupt", interactive=False)
+        self.batch = BatchPanel()
         self.status = gr.Markdown("", elem_id="status")
         self.preview = gr.Image(label="Step preview", type="numpy", interactive=False, height=200, visible=False,
                                 elem_id="step-preview")
@@ -68,25 +75,30 @@ class GeneratePanel:
     def settings(self) -> list:
         """The widgets `to_request` reads, in its argument order."""
         return [self.backbone, self.prompt, self.negative_prompt, self.steps, self.cfg_scale, self.sampler,
-                self.width, self.height, self.batch_size, self.seed, *self.loras.fields]
+                self.width, self.height, self.batch_size, self.seed, *self.loras.fields, *self.hires.fields]
 
     @staticmethod
     def to_request(values: list, units: list) -> GenerationRequest:
         backbone, prompt, negative, steps, cfg, sampler, width, height, batch, seed = values[:10]
         if seed is None:
             seed = SEED_RANDOM
+        loras, hires = values[10:10 + LORA_FIELDS], HiresFields.to_request(values[10 + LORA_FIELDS:])
+        if not hires:
+            # a unit's hires passes mean nothing without the fix; its recipe stays as before the fix existed
+            units = [dataclasses.replace(u, hr_option="both") if u.hr_option != "both" else u for u in units]
         return GenerationRequest(
             backbone=backbone or "", prompt=prompt or "", negative_prompt=negative or "", units=tuple(units),
             width=_size_or_native(width), height=_size_or_native(height),
             steps=steps, cfg_scale=cfg, sampler=sampler, batch_size=batch, seed=int(seed),
-            loras=LoraRows.to_loras(values[10:]))
+            loras=LoraRows.to_loras(loras), **hires)
 
     @staticmethod
     def from_request(request: GenerationRequest) -> list:
         """Values of `settings` showing `request`."""
         return [gr.update(value=request.backbone), request.prompt, request.negative_prompt, request.steps,
                 request.cfg_scale, request.sampler, request.width or 0, request.height or 0, request.batch_size,
-                request.seed, *LoraRows.from_loras(request.loras, request.backbone)]
+                request.seed, *LoraRows.from_loras(request.loras, request.backbone),
+                *HiresFields.from_request(request)]
 
     def wire(self) -> None:
         self.random_seed.click(lambda: SEED_RANDOM, None, [self.seed], queue=False)

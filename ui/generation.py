@@ -6,7 +6,7 @@ import html
 import queue
 import threading
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -23,6 +23,13 @@ def stream(request: GenerationRequest, preview_every: float = PREVIEW_EVERY_S) -
     The worker's exception, if any, is raised here. Closing this generator before the end (Gradio
     does when the tab closes or the request is cancelled) stops the generation within one model
     evaluation, so the queue's next job starts at once instead of after a run nobody will see."""
+    return stream_call(lambda on_step, stop, emit: api.run(request, on_step, stop), preview_every)
+
+
+def stream_call(call: Callable, preview_every: float = PREVIEW_EVERY_S) -> Iterator[tuple]:
+    """`stream` for any run: `call(on_step, stop, emit)` runs in a worker thread and returns the
+    result; what it passes to `emit(x)` comes out as ("item", x) between the steps (a batch's
+    report lines)."""
     events: queue.Queue = queue.Queue()
     stop = threading.Event()
     last = [time.monotonic()]
@@ -37,7 +44,7 @@ def stream(request: GenerationRequest, preview_every: float = PREVIEW_EVERY_S) -
 
     def work() -> None:
         try:
-            events.put(("done", api.run(request, on_step, stop)))
+            events.put(("done", call(on_step, stop, lambda x: events.put(("item", x)))))
         except BaseException as e:  # noqa: BLE001  (handed to the page's thread, which shows it)
             events.put(("error", e))
 
@@ -64,6 +71,11 @@ def run_notes(request: GenerationRequest) -> list[str]:
         notes.append("the prompt is empty: the picture follows the control maps alone")
     elif not units:
         notes.append("no control unit is on: the picture follows the prompt alone")
+    if request.enable_hr:
+        size = (f"{request.hr_resize_x or 'auto'}x{request.hr_resize_y or 'auto'}"
+                if request.hr_resize_x or request.hr_resize_y else f"x{request.hr_scale:g}")
+        notes.append(f"hires fix: then a second pass of {request.hr_second_pass_steps or request.steps} steps "
+                     f"at {size} ({request.hr_upscaler}, denoising {request.strength:g}); the steps count both")
     if any(u.model in engine.REFERENCE_MODELS for u in request.active_units):
         notes.append("a reference unit runs the UNet once more per step in its window, without the fast path")
     eager = sorted({kind for kind in map(_eager_kind, request.active_units) if kind})
@@ -107,6 +119,20 @@ class StepTimer:
         width, height = result.images[0].size
         estimate.record(request.backbone, width, height, len(result.images), self.last[0] - self.first[0],
                         self.last[1] - self.first[1], native=request.width is None and request.height is None)
+
+
+def planned_steps(request: GenerationRequest) -> int:
+    """The steps the page says a run will take before the engine counts them: both passes of a hires run."""
+    return request.steps + ((request.hr_second_pass_steps or request.steps) if request.enable_hr else 0)
+
+
+def pass_note(request: GenerationRequest, step: int, total: int) -> str:
+    """Which pass of a hires run `step` (of the engine's `total`, both passes) is in. The engine counts
+    model evaluations (Heun makes two a step), so the passes split `total` in their steps' ratio."""
+    if not request.enable_hr:
+        return ""
+    first = round(total * request.steps / planned_steps(request))
+    return " · hires pass" if step > first else " · first pass"
 
 
 def progress_html(step: int, total: int, note: str = "") -> str:

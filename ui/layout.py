@@ -12,7 +12,7 @@ import numpy as np
 
 import engine
 
-from . import api, catalog, generation
+from . import api, batch_panel, catalog, generation
 from .errors import shown, warn
 from .generate_panel import GeneratePanel, words_hint
 from .pose_tab import PoseTab
@@ -63,6 +63,7 @@ def build_app(manager=None) -> gr.Blocks:
         _wire_generation(panel, stack)
         _wire_family(panel, stack, installed["controlnets"])
         _wire_recipe(panel, stack, pose)
+        _wire_hires(panel, stack)
         demo.load(words_hint, [panel.backbone], [panel.words], show_progress="hidden")
         demo.load(panel.show_current, None, [panel.backbone, panel.cfg_scale], show_progress="hidden", queue=False)
     api.hide_gui_events(demo)
@@ -79,6 +80,13 @@ def _wire_family(panel: GeneratePanel, stack: UnitStack, controlnets: list[str])
         return [gr.update(choices=fitting, value=c if c in fitting else (fitting[0] if fitting else None))
                 for c in current]
     panel.backbone.input(offer, [panel.backbone, *models], models, show_progress="hidden", queue=False)
+
+
+def _wire_hires(panel: GeneratePanel, stack: UnitStack) -> None:
+    """Each unit's "Hires passes" shows while the hires fix is on (a dropped recipe sets the box too)."""
+    options = [u.hr_option for u in stack.units]
+    panel.hires.enable.change(lambda on: [gr.update(visible=bool(on))] * len(options), [panel.hires.enable],
+                              options, queue=False, show_progress="hidden")
 
 
 def _send_row(source: str) -> list:
@@ -111,17 +119,26 @@ def _wire_generation(panel: GeneratePanel, stack: UnitStack) -> None:
     # Interrupt is on only while this page's generation runs (off again after it ends or fails)
     running, idle = gr.update(interactive=True), gr.update(interactive=False)
 
-    def on_generate(*values):
+    def read_request(values: list, batch_unit: int | None = None):
+        """(the request of the page's widget values, [(unit index, ControlUnit)] of the units in it);
+        the batch's unit may have no map yet (the folder's pictures are its maps)."""
         settings, rest = list(values[:len(panel.settings)]), values[len(panel.settings):]
         slots = []
         for i, unit in enumerate(stack.units):
-            made = unit.to_unit(list(rest[i * per_unit:(i + 1) * per_unit]))
+            own = list(rest[i * per_unit:(i + 1) * per_unit])
+            if i == batch_unit:
+                own = batch_panel.batch_request(i, own[0], own)
+            made = unit.to_unit(own)
             if made is not None:
                 slots.append((i, made))
-        request = GeneratePanel.to_request(settings, [u for _, u in slots])
+        return GeneratePanel.to_request(settings, [u for _, u in slots]), slots
+
+    def on_generate(*values):
+        request, slots = read_request(list(values))
         started = time.monotonic()
         notes = "".join(f" · {n}" for n in generation.run_notes(request))
-        yield {panel.status: generation.progress_html(0, request.steps, " · loading the models" + notes),
+        yield {panel.status: generation.progress_html(0, generation.planned_steps(request),
+                                                      " · loading the models" + notes),
                panel.preview: gr.update(visible=True, value=None), panel.interrupt: running,
                **{f: "" for f in fidelity}}
         result, timer = None, generation.StepTimer()
@@ -134,7 +151,8 @@ def _wire_generation(panel: GeneratePanel, stack: UnitStack) -> None:
                         continue
                     _, step, total, image = item
                     timer.step(step)
-                    update = {panel.status: generation.progress_html(step, total, notes)}
+                    update = {panel.status: generation.progress_html(
+                        step, total, generation.pass_note(request, step, total) + notes)}
                     if image is not None:
                         update[panel.preview] = image
                     yield update
@@ -162,6 +180,7 @@ def _wire_generation(panel: GeneratePanel, stack: UnitStack) -> None:
         gr.Info("Interrupting after the current step" if api.interrupt() == "interrupting" else "Nothing is running")
 
     panel.interrupt.click(on_interrupt, None, None, concurrency_limit=None)
+    batch_panel.wire(panel.batch, panel, stack, read_request)
 
 
 def pretty(recipe: str) -> str:
@@ -172,7 +191,7 @@ def pretty(recipe: str) -> str:
 def _wire_recipe(panel: GeneratePanel, stack: UnitStack, pose: PoseTab) -> None:
     unit_outputs = [c for u in stack.units for c in u.restorable]
     outputs = [*panel.settings, *unit_outputs, stack.count, *stack.visibility_outputs, panel.status, panel.recipe,
-               pose.editor, pose.map, pose.exporter, panel.loras.accordion]
+               pose.editor, pose.map, pose.exporter, panel.loras.accordion, panel.hires.accordion]
 
     def on_recipe(path):
         if not path:
@@ -183,12 +202,14 @@ def _wire_recipe(panel: GeneratePanel, stack: UnitStack, pose: PoseTab) -> None:
         units = [u.from_unit(request.units[i] if i < len(request.units) else None) for i, u in enumerate(stack.units)]
         count = max(SHOWN_AT_START, len(request.units))
         note = (f'<span class="gen-done">Restored: {len(request.units)} unit{"s" * (len(request.units) != 1)}, '
-                f'{len(request.loras)} LoRA{"s" * (len(request.loras) != 1)}, seed {request.seed}</span>')
+                f'{len(request.loras)} LoRA{"s" * (len(request.loras) != 1)}, '
+                f'{"hires fix on, " if request.enable_hr else ""}seed {request.seed}</span>')
         # the first unit's pose that travelled in the recipe goes back into the editor, editable
         posed = next((u.pose for u in request.units if u.pose is not None), None)
         editor = [gr.update()] * 3 if posed is None else list(pose.replace(json.dumps(posed)))
         return [*GeneratePanel.from_request(request), *[x for u in units for x in u], count,
                 *stack.visibility(count), note, pretty(request.to_json()), *editor,
-                gr.update(open=True) if request.loras else gr.update()]
+                gr.update(open=True) if request.loras else gr.update(),
+                gr.update(open=True) if request.enable_hr else gr.update()]
 
     panel.recipe_drop.upload(shown(on_recipe), [panel.recipe_drop], outputs)

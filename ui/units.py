@@ -8,8 +8,8 @@ import json
 import gradio as gr
 import numpy as np
 
-from engine import (DEFAULT_STYLE_FIDELITY, MODES, REFERENCE_MODELS, RESIZE_MODES, UNION_CONTROL_TYPES, ControlMode,
-                    ControlUnit, ResizeMode, limits)
+from engine import (DEFAULT_STYLE_FIDELITY, HR_OPTIONS, MODES, REFERENCE_MODELS, RESIZE_MODES, UNION_CONTROL_TYPES,
+                    ControlMode, ControlUnit, HiresOption, ResizeMode, limits)
 
 from . import catalog, map_status
 from .errors import shown, warn
@@ -23,6 +23,7 @@ AS_IS = "map as is"
 MODE_LABELS = [(ControlMode[m].value, m) for m in MODES]
 UNION_AUTO = "auto"
 UNION_LABELS = [("from the annotator", UNION_AUTO), *((t, t) for t in UNION_CONTROL_TYPES)]
+HR_LABELS = [(HiresOption[o].value, o) for o in HR_OPTIONS]     # the extension's words, "Both" first
 RESIZE_LABELS = [(ResizeMode[m].value, m) for m in sorted(RESIZE_MODES, key=lambda m: m != "crop")]
 
 
@@ -65,6 +66,9 @@ class Unit:
                     # a ControlNet-Union model reads many kinds of map: which one (auto: the annotator's kind)
                     self.union_type = gr.Dropdown(UNION_LABELS, value=UNION_AUTO, label="Union control type",
                                                   visible=False, elem_id=f"unit{n}-union-type")
+                    # the extension's hr_option: shown while the hires fix is on (ui.layout follows its box)
+                    self.hr_option = gr.Dropdown(HR_LABELS, value="both", label="Hires passes", visible=False,
+                                                 elem_id=f"unit{n}-hr-option")
             with gr.Accordion("Annotator parameters", open=False):
                 self.params = ParamPanel(None)
             self.fidelity = gr.Markdown("", elem_id=f"unit{n}-fidelity", elem_classes=["fidelity"])
@@ -78,7 +82,8 @@ class Unit:
     def fields(self) -> list:
         """The widgets whose values make a ControlUnit, in `to_unit`'s argument order."""
         return [self.enabled, self.model, self.map, self.mask, self.weight, self.start, self.end, self.mode,
-                self.resize_mode, self.annotator, self.pose, self.style_fidelity, self.union_type, *self.params.widgets]
+                self.resize_mode, self.annotator, self.pose, self.style_fidelity, self.union_type, self.hr_option,
+                *self.params.widgets]
 
     @property
     def restorable(self) -> list:
@@ -87,7 +92,8 @@ class Unit:
 
     def to_unit(self, values: list) -> ControlUnit | None:
         """The ControlUnit of these widget values; None for an unused unit (disabled, no map)."""
-        enabled, model, cmap, mask, weight, start, end, mode, resize_mode, annotator, pose, fidelity, union, *params = values
+        (enabled, model, cmap, mask, weight, start, end, mode, resize_mode, annotator, pose, fidelity, union, hr,
+         *params) = values
         if isinstance(cmap, Unreadable):
             raise ValueError(f"unit {self.index + 1}: {cmap.message}")
         if cmap is None:
@@ -105,7 +111,8 @@ class Unit:
                                annotator=name, annotator_params=self.params.read(name, params) if name else {},
                                pose=pose or None,
                                style_fidelity=DEFAULT_STYLE_FIDELITY if fidelity is None else fidelity,
-                               union_control_type=None if union in (None, "", UNION_AUTO) else union)
+                               union_control_type=None if union in (None, "", UNION_AUTO) else union,
+                               hr_option=hr or "both")
         except ValueError as e:
             raise ValueError(f"unit {self.index + 1}: {e}") from None
 
@@ -114,14 +121,14 @@ class Unit:
         if unit is None:
             return [gr.update(value=False), gr.update(), None, None, 1.0, 0.0, 1.0, "balanced", "crop",
                     catalog.NO_ANNOTATOR, None, gr.update(value=DEFAULT_STYLE_FIDELITY, visible=False),
-                    gr.update(value=UNION_AUTO, visible=False),
+                    gr.update(value=UNION_AUTO, visible=False), "both",
                     *self.params.updates(None), AS_IS, ""]
         annotator = unit.annotator if unit.annotator in catalog.annotator_names() else catalog.NO_ANNOTATOR
         mask = None if unit.mask is None else np.asarray(unit.mask)
         return [unit.enabled, gr.update(value=unit.model), np.asarray(unit.image), mask, unit.weight, unit.start,
                 unit.end, unit.mode, unit.resize_mode, annotator, None if unit.pose is None else json.dumps(unit.pose),
                 gr.update(value=unit.style_fidelity, visible=is_reference(unit.model)),
-                gr.update(value=unit.union_control_type or UNION_AUTO, visible=is_union_name(unit.model)),
+                gr.update(value=unit.union_control_type or UNION_AUTO, visible=is_union_name(unit.model)), unit.hr_option,
                 *self.params.updates(None if annotator == catalog.NO_ANNOTATOR else annotator, unit.annotator_params),
                 AS_IS, ""]
 

@@ -29,7 +29,7 @@ def test_a_unit_shown_and_read_back_is_the_same_unit(unit, control_maps):
     mask = np.zeros((64, 64), np.uint8)
     mask[:, :32] = 255
     original = ControlUnit("demo:canny", control_maps[1], weight=0.7, start=0.1, end=0.8, mode="control",
-                           mask=mask, resize_mode="fill", annotator="canny",
+                           mask=mask, resize_mode="fill", annotator="canny", hr_option="low",
                            annotator_params={"low_threshold": 50, "high_threshold": 150, "detect_resolution": 512})
     values = _values(unit.from_unit(original))[:len(unit.fields)]
     assert unit.to_unit(values) == original
