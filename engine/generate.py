@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import hires, limits, loras
+from . import hires, ip_adapter, limits, loras
 from .control import prepare_unit
 from .loading import condition_kind
 from .denoise import OnStep, Step, decode, denoise, encode, evaluations
@@ -89,7 +89,10 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
     # (the unit's place in the request seeds its reference noise, so it stays put when others change)
     references = [(i, unit) for i, unit in enumerate(request.units)
                   if unit.enabled and unit.weight != 0 and is_reference(unit.model)]
-    active = [unit for unit in active if not is_reference(unit.model)]
+    # IP-Adapter units load no net either: their image tokens feed the UNet's cross-attention
+    is_ip = [ip_adapter.is_ip_adapter(unit.model) for unit in active]
+    ips = [unit for unit, ip in zip(active, is_ip) if ip]
+    active = [unit for unit, ip in zip(active, is_ip) if not ip and not is_reference(unit.model)]
     prompt, tagged, warnings = loras.split_prompt(request.prompt)
     chosen, missing = loras.resolve(request.loras + tuple(tagged))
     warnings += missing
@@ -103,9 +106,13 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
         resolved = request.replace(seed=seeds[0], cfg_scale=cfg)
         # the recipe keeps the prompt as written (tags and all); the encoder reads it without them
         encoded = resolved.replace(prompt=prompt) if prompt != request.prompt else resolved
-        # LoRA layers are not in the fast path's graphs, so a generation with LoRAs runs eagerly
-        predict = manager.predictor if not chosen else None
-        with manager.placed(nets), loras.applied(backbone, chosen):
+        # LoRA layers and IP-Adapter processors are not in the fast path's graphs: such runs are eager
+        predict = manager.predictor if not chosen and not ips else None
+        cfg_on = cfg > 1.0
+        # each picture's embedding is made once per generation, for both hires passes
+        ip_units = [ip_adapter.prepare_ip_adapter(unit, backbone, len(seeds), cfg_on) for unit in ips]
+        with manager.placed(nets), loras.applied(backbone, chosen, alone=bool(ips)), \
+                ip_adapter.attached(backbone.unet, ip_units) as ip_run:
             def prepare(second_pass: bool, w: int, h: int):
                 # outside a hires run every unit acts, whatever its hr_option (as the extension does)
                 acts = [target is None or hires.acts_in(unit.hr_option, second_pass) for unit in active]
@@ -113,6 +120,9 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
                                for unit, net, on in zip(active, nets, acts) if on]
                 refs = [prepare_reference(unit, i, backbone, w, h, seeds) for i, unit in references
                         if target is None or hires.acts_in(unit.hr_option, second_pass)]
+                if ip_run is not None:
+                    ip_run.use([p if target is None or hires.acts_in(unit.hr_option, second_pass)
+                                else ip_adapter.silenced(p) for unit, p in zip(ips, ip_units)])
                 return prepared, refs
 
             first_total = total = None
@@ -129,14 +139,15 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
                 return answer
             units, refs = prepare(False, width, height)
             done = denoise(backbone, units, encoded, width, height, seeds, first_callback, stop, predict=predict,
-                           references=refs)
+                           references=refs, ip_adapters=ip_run)
             # a stop at the first pass's last step still counts: the second pass does not start
             interrupted = done.interrupted or (target is not None and ((stop is not None and stop.is_set())
                                                                         or first_halt[0]))
             if target is not None and not interrupted:
                 done, width, height = _second_pass(backbone, encoded, done, target, seeds, prepare,
                                                    _reporter(on_step, backbone, resolved, target.width,
-                                                             target.height, first_total, total), stop, predict)
+                                                             target.height, first_total, total), stop, predict,
+                                                   ip_run)
                 interrupted = done.interrupted
             arrays = decode(backbone, done.result, resolved, width, height)
     except torch.OutOfMemoryError:
@@ -156,7 +167,7 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
 
 
 def _second_pass(backbone: Backbone, request: GenerationRequest, first, target: hires.Target, seeds, prepare,
-                 callback, stop, predict):
+                 callback, stop, predict, ip_run=None):
     """The hires fix's img2img pass at the target size, from the first pass's latents enlarged
     (a "Latent" upscaler) or its decoded pictures resized (Lanczos, nearest) and encoded again."""
     if request.hr_upscaler in hires.LATENT_UPSCALERS:
@@ -169,7 +180,7 @@ def _second_pass(backbone: Backbone, request: GenerationRequest, first, target: 
     second = request.replace(width=target.width, height=target.height, enable_hr=False)
     units, refs = prepare(True, target.width, target.height)
     done = denoise(backbone, units, second, target.width, target.height, seeds, callback, stop,
-                   predict=predict, references=refs, init_latents=init_latents,
+                   predict=predict, references=refs, ip_adapters=ip_run, init_latents=init_latents,
                    run_steps=hires.second_pass_steps(request))
     return done, target.width, target.height
 

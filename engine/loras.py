@@ -346,11 +346,13 @@ def _lock_for(backbone: Backbone) -> _Exclusive:
 
 
 @contextmanager
-def applied(backbone: Backbone, chosen: list[tuple[LoraChoice, Path]]) -> Iterator[list[LoraFile]]:
+def applied(backbone: Backbone, chosen: list[tuple[LoraChoice, Path]], alone: bool = False) -> Iterator[list[LoraFile]]:
     """Inside the block the backbone's UNet and text encoders carry the chosen LoRAs, each at
-    its weight; after it they are the original modules again, bit for bit."""
+    its weight; after it they are the original modules again, bit for bit. `alone`: the
+    generation has the backbone to itself even without LoRAs (it sets IP-Adapter processors)."""
     if not chosen:
-        with _lock_for(backbone).shared():
+        lock = _lock_for(backbone)
+        with (lock.exclusive() if alone else lock.shared()):
             yield []
         return
     from diffusers.loaders import StableDiffusionLoraLoaderMixin
