@@ -32,7 +32,19 @@ from .control import in_window
 from .loading.ipadapters import (IPAdapterFile, check_fits, find_encoder, find_ip_adapter, installed_ip_adapters,
                                  load_encoder, read_ip_adapter)
 
-IP_ADAPTER_MODULES = ("ip-adapter_clip_sd15", "ip-adapter_clip_sdxl", "ip-adapter_clip_sdxl_plus_vith")
+# A1111's ControlNet extension's IP-Adapter modules (its older names, then the newer ones it keeps beside
+# them): each runs the adapter's own encoder here, picked by widths (engine.loading.ipadapters)
+IP_ADAPTER_MODULES = ("ip-adapter_clip_sd15", "ip-adapter_clip_sdxl", "ip-adapter_clip_sdxl_plus_vith",
+                      "ip-adapter_clip_h", "ip-adapter_clip_g", "ip-adapter-auto")
+
+
+def a1111_module(name: str) -> str:
+    """The extension's module for an adapter, by its name as the extension reads it: an SDXL
+    adapter reads ViT-bigG unless its name says ViT-H; every other one ViT-H."""
+    lower = name.lower()
+    if "sdxl" in lower:
+        return "ip-adapter_clip_sdxl_plus_vith" if "vit-h" in lower else "ip-adapter_clip_sdxl"
+    return "ip-adapter_clip_sd15"
 
 
 def is_ip_adapter(model: str | None) -> bool:

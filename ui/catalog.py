@@ -47,6 +47,15 @@ def loras() -> list[dict]:
         return []
 
 
+def ip_adapters() -> list[dict]:
+    """[{"name", "path", "family"}] of models/ipadapters/; an unreadable folder lists none."""
+    try:
+        return engine.installed_ip_adapters()
+    except OSError as e:
+        log.warning("cannot list IP-Adapters: %s", e)
+        return []
+
+
 def family(source: str | None, role: str = "backbone") -> str | None:
     """A model's family ("sd1", "sd2", "sdxl"), read from its config or file header without
     loading it; None when it cannot be told (a pickle, the demo's own world)."""

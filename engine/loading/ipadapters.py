@@ -70,6 +70,27 @@ def find_ip_adapter(name: str | None, folder: Path | None = None) -> Path | None
     return {k.lower(): v for k, v in installed.items()}.get(name.strip().lower())
 
 
+def file_family(path: Path) -> str | None:
+    """The family an adapter file was made for, from its safetensors header (its first layer's
+    cross-attention width); None for a pickle or an unknown width (loading still checks)."""
+    if path.suffix.lower() != ".safetensors":
+        return None
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), framework="pt") as f:
+            if "ip_adapter.1.to_k_ip.weight" in f.keys():
+                return WIDTH_FAMILIES.get(int(f.get_slice("ip_adapter.1.to_k_ip.weight").get_shape()[1]))
+    except Exception:      # a corrupt file is reported when used; here its family is just unknown
+        return None
+    return None
+
+
+def describe(folder: Path | None = None) -> list[dict]:
+    """What the pickers and the APIs list: [{"name", "path", "family"}] per installed IP-Adapter."""
+    return [{"name": name, "path": str(path), "family": file_family(path)}
+            for name, path in installed_ip_adapters(folder).items()]
+
+
 @dataclass(frozen=True)
 class IPAdapterFile:
     """One IP-Adapter file's tensors in diffusers' split ({"image_proj": ..., "ip_adapter": ...})

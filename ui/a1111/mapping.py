@@ -175,6 +175,8 @@ def _unit(arg: ControlNetUnitArgs, i: int, where: tuple, payload: Txt2Img, init_
         if isinstance(arg.model, str) and arg.model.strip().lower() not in ("", "none"):
             warnings.append(f"ControlNet unit {i}: {module.reference} needs no model; {arg.model!r} ignored")
         model = module.reference
+    elif module.ip_adapter:
+        model = _at((*where, "model"), names.model_source, arg.model, names.ip_adapters(), "ipadapter")
     else:
         model = _at((*where, "model"), names.model_source, arg.model, names.controlnets())
     source = arg.image if arg.image not in (None, "") else arg.input_image
