@@ -105,8 +105,8 @@ def _checked_pose(pose: Any, model: str) -> dict:
 
 
 def _is_ip_adapter(model: Any) -> bool:
-    from .ip_adapter import is_ip_adapter   # lazy: it reads models/ipadapters/ (no torch model loads)
-    return isinstance(model, str) and is_ip_adapter(model)
+    from .loading.ipadapters import find_ip_adapter   # lazy: it reads models/ipadapters/
+    return isinstance(model, str) and find_ip_adapter(model) is not None
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:

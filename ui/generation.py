@@ -66,6 +66,8 @@ def run_notes(request: GenerationRequest) -> list[str]:
         notes.append("no control unit is on: the picture follows the prompt alone")
     if any(u.model in engine.REFERENCE_MODELS for u in request.active_units):
         notes.append("a reference unit runs the UNet once more per step in its window, without the fast path")
+    if any(catalog.is_ip_adapter(u.model) for u in request.active_units):
+        notes.append("an IP-Adapter unit runs eagerly, without the fast path (its image is encoded once per generation)")
     width, height = request.width or 0, request.height or 0
     seconds = estimate.seconds(request.backbone, width, height, request.batch_size, request.steps)
     long_run = estimate.note(seconds)

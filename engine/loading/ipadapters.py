@@ -30,13 +30,15 @@ from pathlib import Path
 
 import torch
 
-from .family import WIDTH_FAMILIES
 from .paths import models_dir
 from .safe_load import CHECKPOINT_SUFFIXES, load_state_dict
 
 IPADAPTERS_FOLDER = "ipadapters"
 ENCODER_PREFIX = "image_encoder"
+# kept here, not taken from .family or ..models: engine.values asks this module whether a name is an
+# IP-Adapter, and those import engine.values
 FAMILY_NAMES = {"sdxl": "SDXL", "sd2": "SD 2.x", "sd1": "SD 1.x"}
+WIDTH_FAMILIES = {768: "sd1", 1024: "sd2", 2048: "sdxl"}    # the cross-attention width a family's UNet reads
 
 
 def ipadapters_dir() -> Path:
