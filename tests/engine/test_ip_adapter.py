@@ -195,10 +195,15 @@ def test_bad_files_are_refused_naming_folder_file_and_family(tiny_manager, tiny_
     assert render(_request(), tiny_manager).images.shape == (1, 64, 64, 3)
 
 
-def test_a_unit_reads_its_picture_as_it_is(ipadapters):
+def test_a_unit_reads_its_picture_as_it_is(ipadapters, tmp_path):
     unit = ControlUnit("ip-adapter_sd15", FACE, annotator="auto")
     assert unit.annotator is None and unit.image.shape == FACE.shape
     assert ControlUnit.from_dict(unit.to_dict()) == unit and "style_fidelity" not in unit.to_dict()
     with pytest.raises(ValueError, match="no mask"):
         ControlUnit("ip-adapter_sd15", FACE, mask=np.full((64, 48), 255, np.uint8))
     assert sorted(ip_adapter.installed_ip_adapters()) == ["ip-adapter-plus_sd15", "ip-adapter_sd15"]
+    # the CLI's image= is the picture itself for such a unit (no annotator runs on it)
+    from engine.cli import parse_control
+    Image.fromarray(FACE).save(tmp_path / "face.png")
+    cli = parse_control(f"model=ip-adapter_sd15,image={tmp_path / 'face.png'},weight=0.5,end=0.7")
+    assert cli.annotator is None and np.array_equal(cli.image, FACE) and (cli.weight, cli.end) == (0.5, 0.7)
