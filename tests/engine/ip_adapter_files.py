@@ -18,11 +18,14 @@ VIT_H = dict(hidden_size=32, projection_dim=24)
 VIT_BIGG = dict(hidden_size=40, projection_dim=28)
 
 
-def save_encoder(folder: Path, widths: dict, seed: int = 0) -> CLIPVisionModelWithProjection:
-    cfg = CLIPVisionConfig(intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32,
-                           patch_size=8, **widths)
+def save_encoder(folder: Path, widths: dict, seed: int = 0, shape: dict | None = None,
+                 dtype: torch.dtype = torch.float32) -> CLIPVisionModelWithProjection:
+    """A CLIP image encoder folder (config.json + model.safetensors); `shape` overrides the tiny
+    layer count, heads, sizes (the bench writes a ViT-H/14-sized one)."""
+    cfg = CLIPVisionConfig(**{**dict(intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                                     image_size=32, patch_size=8), **(shape or {}), **widths})
     torch.manual_seed(seed)
-    model = CLIPVisionModelWithProjection(cfg).eval()
+    model = CLIPVisionModelWithProjection(cfg).eval().to(dtype)
     model.save_pretrained(str(folder))
     return model
 
@@ -57,15 +60,17 @@ def _plus_to_h94(key: str) -> str:
     raise KeyError(key)
 
 
-def make_ip_adapter(unet, encoder_widths: dict, plus: bool = False, seed: int = 0, strength: float = 0.5) -> dict:
-    """{h94 key: tensor} of an IP-Adapter for `unet` reading an encoder of these widths."""
+def make_ip_adapter(unet, encoder_widths: dict, plus: bool = False, seed: int = 0, strength: float = 0.5,
+                    resampler: dict | None = None) -> dict:
+    """{h94 key: tensor} of an IP-Adapter for `unet` reading an encoder of these widths
+    (`resampler`: the plus projection's hidden_dims/heads/num_queries, tiny by default)."""
     from diffusers.models.embeddings import ImageProjection, IPAdapterPlusImageProjection
     cross = unet.config.cross_attention_dim
     torch.manual_seed(seed)
     sd = {}
     if plus:
-        proj = IPAdapterPlusImageProjection(embed_dims=encoder_widths["hidden_size"], output_dims=cross,
-                                            hidden_dims=64, heads=1, num_queries=6)
+        shape = resampler or dict(hidden_dims=64, heads=1, num_queries=6)
+        proj = IPAdapterPlusImageProjection(embed_dims=encoder_widths["hidden_size"], output_dims=cross, **shape)
         own = proj.state_dict()
         for key, value in own.items():
             if ".attn.to_k." in key:
