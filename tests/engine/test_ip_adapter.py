@@ -122,6 +122,35 @@ def test_with_a_controlnet_equals_diffusers_controlnet_pipeline(tiny_manager, ti
     assert np.abs(ours - ref).max() <= TOLERANCE
 
 
+def test_beside_a_reference_unit_an_adapter_and_a_controlnet_in_a_hires_run(tiny_manager, tiny_parts, control_maps,
+                                                                             ipadapters):
+    """Every kind of unit in one request, hires fix on: the IP-Adapter acts in the pass its
+    hr_option names only, and the backbone is as it was afterwards."""
+    from engine.models import ControlModel
+    from tests.tiny_models import tiny_adapter
+    tiny_manager.add(ControlModel("t2i-sd", tiny_adapter(seed=3), "canny"))
+    unet = tiny_parts["unet"]
+    before = _state(unet)
+    others = [ControlUnit("cn0", control_maps[0], weight=0.7), ControlUnit("t2i-sd", control_maps[1], weight=0.6),
+              ControlUnit("reference_only", STREET, weight=0.8)]
+    hires = dict(steps=2, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", strength=0.6)
+    seen = []
+    handle = unet.register_forward_pre_hook(lambda m, a: seen.append(
+        [tuple(p.processor.scale) for p in m.attn_processors.values() if isinstance(p, ip_adapter._Fed)][:1]))
+    try:
+        low = render(_request(units=[*others, ControlUnit("ip-adapter_sd15", FACE, hr_option="low")], **hires),
+                     tiny_manager)
+    finally:
+        handle.remove()
+    _untouched(before, unet)
+    without = render(_request(units=others, **hires), tiny_manager)
+    assert low.images.shape == without.images.shape == (1, 96, 96, 3)
+    assert np.abs(low.images - without.images).max() > 0.02
+    # with CFG and a reference unit, each step is a reference pass then the main pass: 2 per step, 2 + 2 steps
+    scales = [s[0][0] for s in seen]
+    assert scales == [1.0] * 4 + [0.0] * 4, scales
+
+
 def test_window_sets_the_scale_to_zero_outside_it(tiny_manager, tiny_parts, ipadapters):
     """diffusers has no window: a hook before each UNet call reads the scales the processors hold."""
     unet = tiny_parts["unet"]
