@@ -1,6 +1,7 @@
 """`generate(request)`: the one entry point the GUI, the HTTP API, the CLI and Python share."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -112,7 +113,7 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
         # each picture's embedding is made once per generation, for both hires passes
         ip_units = [ip_adapter.prepare_ip_adapter(unit, backbone, len(seeds), cfg_on) for unit in ips]
         with manager.placed(nets), loras.applied(backbone, chosen, alone=bool(ips)), \
-                ip_adapter.attached(backbone.unet, ip_units) as ip_run:
+                _compiles_done(manager, bool(ips)), ip_adapter.attached(backbone.unet, ip_units) as ip_run:
             def prepare(second_pass: bool, w: int, h: int):
                 # outside a hires run every unit acts, whatever its hr_option (as the extension does)
                 acts = [target is None or hires.acts_in(unit.hr_option, second_pass) for unit in active]
@@ -164,6 +165,16 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
             "or start the studio with --offload to keep idle ControlNets off the GPU.")
     manager.generation_done()
     return Rendered(arrays, seeds, resolved, interrupted, backbone, width, height, prompt, tuple(warnings))
+
+
+@contextlib.contextmanager
+def _compiles_done(manager: ModelManager, wait: bool):
+    """With the backbone held alone, first let the fast path's background torch.compile of the
+    shared UNet finish: it must not trace the processors this run sets."""
+    waiting = getattr(manager.predictor, "wait_compiled", None) if wait else None
+    if waiting is not None:
+        waiting()
+    yield
 
 
 def _second_pass(backbone: Backbone, request: GenerationRequest, first, target: hires.Target, seeds, prepare,

@@ -236,3 +236,19 @@ def test_a_unit_reads_its_picture_as_it_is(ipadapters, tmp_path):
     Image.fromarray(FACE).save(tmp_path / "face.png")
     cli = parse_control(f"model=ip-adapter_sd15,image={tmp_path / 'face.png'},weight=0.5,end=0.7")
     assert cli.annotator is None and np.array_equal(cli.image, FACE) and (cli.weight, cli.end) == (0.5, 0.7)
+
+
+@pytest.mark.gpu
+def test_on_the_gpu_fast_path_an_ip_adapter_run_leaves_its_graphs_serving_the_same_picture(tiny_parts, ipadapters):
+    """fp16 on CUDA with the fast path: a run with an IP-Adapter unit is eager and equals diffusers;
+    the graphed runs before and after it give the same picture, bit for bit."""
+    p = {k: (copy.deepcopy(v).to("cuda", torch.float16) if isinstance(v, torch.nn.Module) else v)
+         for k, v in tiny_parts.items()}
+    manager = ModelManager(device="cuda", dtype=torch.float16, fast=True)
+    manager.add(Backbone("tiny", p["unet"], p["vae"], p["text_encoder"], p["tokenizer"], p["scheduler_config"]))
+    plain = render(_request(), manager).images
+    ours = render(_request(units=[ControlUnit("ip-adapter-plus_sd15", FACE, weight=0.8)]), manager).images
+    assert np.array_equal(render(_request(), manager).images, plain)
+    pipe = _sd_pipe(tiny_parts, ipadapters, "ip-adapter-plus_sd15.bin").to("cuda", torch.float16)
+    ref = _diffusers(pipe, 0.8, [FACE])
+    assert np.abs(ours - ref).max() <= TOLERANCE and np.abs(ours - plain).max() > 0.02
