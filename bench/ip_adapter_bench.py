@@ -162,7 +162,7 @@ def main():
         results["cases"][name], ref = timed(diffusers_runner(weights), runs, device)
         results["parity_vs_diffusers_px"][ours] = float(np.abs(outs[ours] - ref).max() * 255)
         print(name, json.dumps(results["cases"][name]), flush=True)
-    ip_adapter._files.clear(), ip_adapter._encoders.clear(), ip_adapter._processors.clear()
+    ip_adapter.forget()
     # the tiny check's numbers mean nothing: they stay in the temporary folder
     out = root / "results-ip-adapter-tiny.json" if args.tiny else Path(__file__).resolve().parent / "results-ip-adapter.json"
     out.write_text(json.dumps(results, indent=2))

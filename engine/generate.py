@@ -101,7 +101,7 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
     nets, prepared = [], []
     out_of_memory = False
     try:
-        nets = [manager.controlnet(unit.model, backbone).net for unit in active]
+        nets = [_control_model(manager, unit.model, backbone) for unit in active]
         seeds = resolve_seeds(request)
         cfg = backbone.cfg_scale if request.cfg_scale is None else request.cfg_scale
         resolved = request.replace(seed=seeds[0], cfg_scale=cfg)
@@ -157,6 +157,7 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
         out_of_memory = True
     if out_of_memory:
         prepared.clear()
+        ip_adapter.forget()
         manager.free_cache()
         size = f"{width}x{height}" if target is None else f"{width}x{height} (then {target.width}x{target.height})"
         raise GenerationError(
@@ -165,6 +166,18 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
             "or start the studio with --offload to keep idle ControlNets off the GPU.")
     manager.generation_done()
     return Rendered(arrays, seeds, resolved, interrupted, backbone, width, height, prompt, tuple(warnings))
+
+
+def _control_model(manager: ModelManager, model: str, backbone: Backbone):
+    try:
+        return manager.controlnet(model, backbone).net
+    except ValueError as e:
+        if "ip-adapter" not in model.lower().replace("_", "-"):
+            raise
+        # a recipe's IP-Adapter on a machine where it is not installed reads as a ControlNet's name
+        from .loading.ipadapters import ipadapters_dir
+        raise ValueError(f"{e} If {model!r} is an IP-Adapter, put its file and its image encoder in "
+                         f"{ipadapters_dir()} (see models/ipadapters/README.md).") from None
 
 
 @contextlib.contextmanager

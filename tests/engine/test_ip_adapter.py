@@ -46,7 +46,7 @@ def ipadapters(tmp_path, monkeypatch, tiny_parts):
     unet = tiny_parts["unet"]
     save_safetensors(make_ip_adapter(unet, VIT_H, seed=1), folder / "ip-adapter_sd15.safetensors")
     save_bin(make_ip_adapter(unet, VIT_H, plus=True, seed=2), folder / "ip-adapter-plus_sd15.bin")
-    ip_adapter._files.clear(), ip_adapter._encoders.clear(), ip_adapter._processors.clear()
+    ip_adapter.forget()
     return folder
 
 
@@ -210,7 +210,8 @@ def test_bad_files_are_refused_naming_folder_file_and_family(tiny_manager, tiny_
     save_safetensors(make_ip_adapter(tiny_parts["unet"], VIT_BIGG, seed=7), lone / "needs_bigg.safetensors")
     cases = (("ip-adapter_sdxl_vit-h", ["ip-adapter_sdxl_vit-h", "SD 1.x", "width 80"]),
              ("broken", ["broken.safetensors", "corrupt"]),
-             ("needs_bigg", ["needs_bigg", "projection_dim 28", str(ipadapters / "image_encoder"), "image_encoder"]))
+             ("needs_bigg", ["needs_bigg", "projection_dim 28", str(ipadapters / "image_encoder"), "image_encoder"]),
+             ("ip-adapter_not_here", ["ip-adapter_not_here", str(ipadapters)]))
     for name, words in cases:
         with pytest.raises(ValueError) as err:
             render(_request(units=[ControlUnit(name, FACE)]), tiny_manager)
