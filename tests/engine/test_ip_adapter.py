@@ -198,6 +198,11 @@ def test_sdxl_unit_picks_the_bigg_encoder_and_equals_diffusers(tmp_path, monkeyp
     ref = _diffusers(pipe, 0.9, [FACE])
     assert np.abs(ours - ref).max() <= TOLERANCE
     assert np.abs(ours - render(_request("xl"), manager).images).max() > 0.02
+    # ip-adapter-plus_sdxl_vit-h reads ViT-H's hidden states: the other folder, by its width
+    from engine.loading.ipadapters import find_encoder, read_ip_adapter
+    plus = save_safetensors(make_ip_adapter(parts["unet"], VIT_H, plus=True, seed=6),
+                            folder / "ip-adapter-plus_sdxl_vit-h.safetensors")
+    assert find_encoder(read_ip_adapter(plus.stem, plus)) == folder / "image_encoder"
 
 
 def test_bad_files_are_refused_naming_folder_file_and_family(tiny_manager, tiny_parts, ipadapters, tmp_path):
