@@ -334,6 +334,11 @@ def test_ip_adapter_modules_take_the_adapters_name_as_model(call):
         same = call("POST", "/sdapi/v1/txt2img", json=txt2img(steps=2, alwayson_scripts={"controlnet": {"args": [
             dict(unit, module="ip-adapter_clip_h", model="ip-adapter_sd15")]}})).json()
         assert same["images"][0] == r.json()["images"][0]
+        # another module with an IP-Adapter model: still the adapter, reading the picture itself
+        other = call("POST", "/sdapi/v1/txt2img", json=txt2img(steps=2, alwayson_scripts={"controlnet": {"args": [
+            dict(unit, module="canny")]}})).json()
+        assert other["images"][0] == r.json()["images"][0]
+        assert any("reads the picture itself" in w for w in json.loads(other["info"])["warnings"])
         bad = call("POST", "/sdapi/v1/txt2img", json=txt2img(steps=1, alwayson_scripts={"controlnet": {"args": [
             dict(unit, model="ip-adapter_plus_nowhere")]}}))
         assert bad.status_code == 422 and "ip-adapter_sd15" in bad.text and "Traceback" not in bad.text, bad.text
