@@ -8,6 +8,10 @@
 Reference units: a ControlUnit whose model is one of REFERENCE_MODELS ("reference_only",
 "reference_adain", "reference_adain+attn") carries its picture's look into the generation with
 no weights (A1111's reference modes; engine.reference); its style_fidelity (0..1) balances the CFG halves.
+IP-Adapter units: a ControlUnit whose model is an IP-Adapter in models/ipadapters/ (h94's files, .safetensors
+or .bin, basic or plus, with their CLIP image encoders in image_encoder*/ folders there; engine.ip_adapter)
+reads its picture through the encoder; weight is the IP-Adapter scale, 0 outside [start, end];
+installed_ip_adapters() lists them ({"name", "path", "family"}); IP_ADAPTER_MODULES are A1111's module names.
 Values: ControlUnit, GenerationRequest (JSON via .to_json()/.from_json(), the recipe),
 GenerationResult. Running: generate(request, on_step=None, stop=None); it raises ValueError
 for a request that cannot run as asked and GenerationError (e.g. out of memory) for a failed run.
@@ -48,6 +52,7 @@ from .fidelity import score as fidelity_score
 from .generate import GenerationError, generate
 from .hashes import short_hash
 from .hires import HR_OPTIONS, UPSCALERS, HiresOption
+from .ip_adapter import IP_ADAPTER_MODULES
 from .loading import condition_kind, family_label, model_family, models_dir, outputs_dir, recommended_settings
 from .manager import ModelManager, build_manager, default_manager
 from .outputs import encode_png, infotext, read_recipe
@@ -69,8 +74,15 @@ def load_controlnet(source: str):
 
 
 def installed_models() -> dict:
-    """Sources a user can pick: {"backbones": [...], "controlnets": [...], "loras": [...]}."""
-    return {**loading.list_installed(), "loras": list(loras.installed_loras())}
+    """Sources a user can pick: {"backbones": [...], "controlnets": [...], "loras": [...], "ipadapters": [...]}."""
+    from .loading.ipadapters import installed_ip_adapters as ip_adapters
+    return {**loading.list_installed(), "loras": list(loras.installed_loras()), "ipadapters": list(ip_adapters())}
+
+
+def installed_ip_adapters() -> list[dict]:
+    """The IP-Adapters in models/ipadapters/: [{"name", "path", "family"}], sorted by name."""
+    from .loading.ipadapters import describe
+    return describe()
 
 
 def installed_loras() -> list[dict]:
@@ -79,7 +91,7 @@ def installed_loras() -> list[dict]:
 
 
 __all__ = [
-    "ControlUnit", "GenerationRequest", "LoraChoice", "installed_loras", "GenerationResult", "GenerationError", "generate",
+    "ControlUnit", "GenerationRequest", "LoraChoice", "installed_loras", "installed_ip_adapters", "IP_ADAPTER_MODULES", "GenerationResult", "GenerationError", "generate",
     "load_backbone", "load_controlnet", "installed_models", "ModelManager", "build_manager", "default_manager",
     "condition_kind", "recommended_settings", "recommended_cfg_scale", "DEFAULT_CFG_SCALE",
     "fit_map", "fidelity_score", "read_recipe", "encode_png", "infotext", "short_hash", "models_dir",

@@ -11,7 +11,9 @@ from PIL import Image
 
 from .generate import generate
 from .hires import HR_OPTIONS, UPSCALERS
+from .loading.ipadapters import find_ip_adapter
 from .outputs import read_recipe
+from .reference import is_reference
 from .samplers import SAMPLERS
 from .values import MODES, ControlUnit, GenerationRequest, LoraChoice, annotate, default_annotator
 
@@ -57,7 +59,9 @@ def parse_control(spec: str, batch: bool = False) -> ControlUnit:
     else:
         path = fields.pop("image")
         image = _PLACEHOLDER if path is None else _picture(path, "control image")
-        name = fields.get("annotator") or default_annotator(fields["model"])
+        # a reference or IP-Adapter unit reads the picture itself (its look, no map of it)
+        reads_picture = is_reference(fields["model"]) or find_ip_adapter(fields["model"]) is not None
+        name = NO_ANNOTATOR if reads_picture else fields.get("annotator") or default_annotator(fields["model"])
         if name == NO_ANNOTATOR:
             fields["annotator"] = None
         else:

@@ -194,23 +194,26 @@ def evaluations(backbone: Backbone, request, img2img: bool = False, run_steps: i
 def denoise(backbone: Backbone, units: list, request, width: int, height: int, seeds: list[int],
             callback: Callable[[Step], object] | None = None, stop=None, predict=None,
             references: list = (), init_latents: torch.Tensor | None = None,
-            run_steps: int | None = None) -> Denoised:
+            run_steps: int | None = None, ip_adapters=None) -> Denoised:
     """Run one request on a loaded backbone and prepared units (engine.control.PreparedUnit).
     `callback(Step)` after each model evaluation; it returning False, or `stop` (a
     threading.Event) being set, ends the loop there. `predict` replaces predict_noise (the
     CUDA-graph fast path passes its own). `references` (engine.reference.PreparedReference):
     before each evaluation in its window, a reference unit's pass writes the bank the main
-    UNet call reads; such a run is eager (the fast path's graphs hold no hooks).
+    UNet call reads; such a run is eager (the fast path's graphs hold no hooks). `ip_adapters`
+    (engine.ip_adapter.IPAdapterRun, its processors already on the UNet) gets each step's
+    index to set its units' scales by their windows; such a run is eager too.
     `init_latents` (scaled, at this size) start an img2img run in place of the VAE-encoded
     init_image, and `run_steps` fixes how many steps it runs: the hires fix's second pass
     (engine.hires)."""
     with reference.attached(backbone.unet, list(references)) as bank:
         return _denoise(backbone, units, request, width, height, seeds, callback, stop,
-                        None if references else predict, list(references), bank, init_latents, run_steps)
+                        None if references or ip_adapters else predict, list(references), bank, init_latents,
+                        run_steps, ip_adapters)
 
 
 def _denoise(backbone, units, request, width, height, seeds, callback, stop, predict, references, bank,
-             init_latents, run_steps) -> Denoised:
+             init_latents, run_steps, ip_adapters=None) -> Denoised:
     device, dtype = backbone.device, backbone.dtype
     unet, vae, batch = backbone.unet, backbone.vae, len(seeds)
     cfg = request.cfg_scale > 1.0
@@ -255,6 +258,8 @@ def _denoise(backbone, units, request, width, height, seeds, callback, stop, pre
         x_in = scheduler.scale_model_input(x_in, t)
         active = [u for u in units if in_window(i, total, u.start, u.end)]
         extra = {"added": added} if added is not None else {}
+        if ip_adapters is not None:
+            ip_adapters.step(i, total)
         refs = [r for r in references if in_window(i, total, r.start, r.end)]
         if refs:
             reference.write(unet, bank, refs, t, text, scheduler.alphas_cumprod, cfg, added)

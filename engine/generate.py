@@ -1,6 +1,7 @@
 """`generate(request)`: the one entry point the GUI, the HTTP API, the CLI and Python share."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import hires, limits, loras
+from . import hires, ip_adapter, limits, loras
 from .control import prepare_unit
 from .loading import condition_kind
 from .denoise import OnStep, Step, decode, denoise, encode, evaluations
@@ -89,7 +90,10 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
     # (the unit's place in the request seeds its reference noise, so it stays put when others change)
     references = [(i, unit) for i, unit in enumerate(request.units)
                   if unit.enabled and unit.weight != 0 and is_reference(unit.model)]
-    active = [unit for unit in active if not is_reference(unit.model)]
+    # IP-Adapter units load no net either: their image tokens feed the UNet's cross-attention
+    is_ip = [ip_adapter.is_ip_adapter(unit.model) for unit in active]
+    ips = [unit for unit, ip in zip(active, is_ip) if ip]
+    active = [unit for unit, ip in zip(active, is_ip) if not ip and not is_reference(unit.model)]
     prompt, tagged, warnings = loras.split_prompt(request.prompt)
     chosen, missing = loras.resolve(request.loras + tuple(tagged))
     warnings += missing
@@ -97,15 +101,22 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
     nets, prepared = [], []
     out_of_memory = False
     try:
-        nets = [manager.controlnet(unit.model, backbone).net for unit in active]
+        nets = [_control_model(manager, unit.model, backbone) for unit in active]
         seeds = resolve_seeds(request)
         cfg = backbone.cfg_scale if request.cfg_scale is None else request.cfg_scale
         resolved = request.replace(seed=seeds[0], cfg_scale=cfg)
         # the recipe keeps the prompt as written (tags and all); the encoder reads it without them
         encoded = resolved.replace(prompt=prompt) if prompt != request.prompt else resolved
-        # on the fast path the UNet's LoRAs sit in a view of it with graphs of its own (engine/lora_slots.py)
-        with manager.placed(nets), loras.applied(backbone, chosen, manager.lora_views) as lora_run:
-            predict = manager.predictor if lora_run.fast else None
+        # On the fast path a generation's LoRAs sit in a view of the UNet with graphs of its own
+        # (engine/lora_slots.py). IP-Adapter processors are set on the UNet itself and are in no
+        # graph: such a run is eager, and its LoRAs go into the UNet too.
+        cfg_on = cfg > 1.0
+        # each picture's embedding is made once per generation, for both hires passes
+        ip_units = [ip_adapter.prepare_ip_adapter(unit, backbone, len(seeds), cfg_on) for unit in ips]
+        views = None if ips else manager.lora_views
+        with manager.placed(nets), loras.applied(backbone, chosen, views, alone=bool(ips)) as lora_run, \
+                _compiles_done(manager, bool(ips)), ip_adapter.attached(backbone.unet, ip_units) as ip_run:
+            predict = manager.predictor if lora_run.fast and not ips else None
             runs_on = lora_run.backbone      # the backbone, or its copy whose UNet is a LoRA view
             def prepare(second_pass: bool, w: int, h: int):
                 # outside a hires run every unit acts, whatever its hr_option (as the extension does)
@@ -114,6 +125,9 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
                                for unit, net, on in zip(active, nets, acts) if on]
                 refs = [prepare_reference(unit, i, backbone, w, h, seeds) for i, unit in references
                         if target is None or hires.acts_in(unit.hr_option, second_pass)]
+                if ip_run is not None:
+                    ip_run.use([p if target is None or hires.acts_in(unit.hr_option, second_pass)
+                                else ip_adapter.silenced(p) for unit, p in zip(ips, ip_units)])
                 return prepared, refs
 
             first_total = total = None
@@ -130,14 +144,15 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
                 return answer
             units, refs = prepare(False, width, height)
             done = denoise(runs_on, units, encoded, width, height, seeds, first_callback, stop, predict=predict,
-                           references=refs)
+                           references=refs, ip_adapters=ip_run)
             # a stop at the first pass's last step still counts: the second pass does not start
             interrupted = done.interrupted or (target is not None and ((stop is not None and stop.is_set())
                                                                         or first_halt[0]))
             if target is not None and not interrupted:
                 done, width, height = _second_pass(runs_on, encoded, done, target, seeds, prepare,
                                                    _reporter(on_step, backbone, resolved, target.width,
-                                                             target.height, first_total, total), stop, predict)
+                                                             target.height, first_total, total), stop, predict,
+                                                   ip_run)
                 interrupted = done.interrupted
             arrays = decode(backbone, done.result, resolved, width, height)
     except torch.OutOfMemoryError:
@@ -146,6 +161,7 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
         out_of_memory = True
     if out_of_memory:
         prepared.clear()
+        ip_adapter.forget()
         manager.free_cache()
         size = f"{width}x{height}" if target is None else f"{width}x{height} (then {target.width}x{target.height})"
         raise GenerationError(
@@ -156,8 +172,30 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
     return Rendered(arrays, seeds, resolved, interrupted, backbone, width, height, prompt, tuple(warnings))
 
 
+def _control_model(manager: ModelManager, model: str, backbone: Backbone):
+    try:
+        return manager.controlnet(model, backbone).net
+    except ValueError as e:
+        if "ip-adapter" not in model.lower().replace("_", "-"):
+            raise
+        # a recipe's IP-Adapter on a machine where it is not installed reads as a ControlNet's name
+        from .loading.ipadapters import ipadapters_dir
+        raise ValueError(f"{e} If {model!r} is an IP-Adapter, put its file and its image encoder in "
+                         f"{ipadapters_dir()} (see models/ipadapters/README.md).") from None
+
+
+@contextlib.contextmanager
+def _compiles_done(manager: ModelManager, wait: bool):
+    """With the backbone held alone, first let the fast path's background torch.compile of the
+    shared UNet finish: it must not trace the processors this run sets."""
+    waiting = getattr(manager.predictor, "wait_compiled", None) if wait else None
+    if waiting is not None:
+        waiting()
+    yield
+
+
 def _second_pass(backbone: Backbone, request: GenerationRequest, first, target: hires.Target, seeds, prepare,
-                 callback, stop, predict):
+                 callback, stop, predict, ip_run=None):
     """The hires fix's img2img pass at the target size, from the first pass's latents enlarged
     (a "Latent" upscaler) or its decoded pictures resized (Lanczos, nearest) and encoded again."""
     if request.hr_upscaler in hires.LATENT_UPSCALERS:
@@ -170,7 +208,7 @@ def _second_pass(backbone: Backbone, request: GenerationRequest, first, target: 
     second = request.replace(width=target.width, height=target.height, enable_hr=False)
     units, refs = prepare(True, target.width, target.height)
     done = denoise(backbone, units, second, target.width, target.height, seeds, callback, stop,
-                   predict=predict, references=refs, init_latents=init_latents,
+                   predict=predict, references=refs, ip_adapters=ip_run, init_latents=init_latents,
                    run_steps=hires.second_pass_steps(request))
     return done, target.width, target.height
 

@@ -12,10 +12,16 @@ _OFFSET, _LENGTH = 0x100000, 0x10000
 
 
 def short_hash(source: str, role: str) -> str:
-    """Eight hex digits for a model (`role` "backbone" or "controlnet"): of its file, or for a
+    """Eight hex digits for a model (`role` "backbone", "controlnet" or "ipadapter"): of its file, or for a
     diffusers folder of its largest weights file; "00000000" when none can be read."""
     try:
-        path = resolve(source, role)
+        if role == "ipadapter":
+            from .loading.ipadapters import find_ip_adapter
+            path = find_ip_adapter(source)
+            if path is None:
+                return "0" * 8
+        else:
+            path = resolve(source, role)
     except (OSError, ValueError):
         return "0" * 8
     if path.is_dir():

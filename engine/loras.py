@@ -363,16 +363,19 @@ class Applied:
 
 
 @contextmanager
-def applied(backbone: Backbone, chosen: list[tuple[LoraChoice, Path]], views=None) -> Iterator[Applied]:
+def applied(backbone: Backbone, chosen: list[tuple[LoraChoice, Path]], views=None,
+            alone: bool = False) -> Iterator[Applied]:
     """Inside the block the chosen LoRAs act, each at its weight; after it the backbone's modules
     are the original modules again, bit for bit.
 
     The text encoders carry them in place (they run once per generation, eagerly). The UNet: with
     `views` (a `lora_slots.LoraViews`, the fast path's), the LoRAs go into the slots of a view that
     shares the UNet's weights, which the block's `Applied.backbone` runs, and the UNet itself is
-    never touched; without, or for a LoRA the slots cannot hold, into the UNet in place."""
+    never touched; without, or for a LoRA the slots cannot hold, into the UNet in place. `alone`:
+    the generation has the backbone to itself even without LoRAs (it sets IP-Adapter processors)."""
     if not chosen:
-        with _lock_for(backbone).shared():
+        lock = _lock_for(backbone)
+        with (lock.exclusive() if alone else lock.shared()):
             yield Applied(backbone, [], True)
         return
     from diffusers.loaders import StableDiffusionLoraLoaderMixin

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PIL import Image, PngImagePlugin
 
+from .ip_adapter import a1111_module, is_ip_adapter
 from .reference import is_reference
 from .hires import HiresOption
 from .limits import MAX_RECIPE_BYTES
@@ -41,6 +42,8 @@ def infotext(request: GenerationRequest, seed: int, width: int, height: int) -> 
     for n, u in enumerate(request.active_units):
         # a reference unit is, in the extension's words, a model-free module with threshold A its fidelity
         module, model = (u.model, "None") if is_reference(u.model) else (u.annotator or "none", u.model)
+        if is_ip_adapter(u.model):    # the extension names the encoder's module beside the adapter
+            module = a1111_module(u.model)
         unit = (f"Module: {module}, Model: {model}, Weight: {u.weight:g}, "
                 f"Resize Mode: {ResizeMode[u.resize_mode].value}, Guidance Start: {u.start:g}, "
                 f"Guidance End: {u.end:g}, Control Mode: {ControlMode[u.mode].value}")

@@ -104,6 +104,11 @@ def _checked_pose(pose: Any, model: str) -> dict:
         raise ValueError(f"the pose of unit {model!r} is not OpenPose JSON: {e}") from None
 
 
+def _is_ip_adapter(model: Any) -> bool:
+    from .loading.ipadapters import find_ip_adapter   # lazy: it reads models/ipadapters/
+    return isinstance(model, str) and find_ip_adapter(model) is not None
+
+
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ValueError(f"{name} {value!r} is not one of: {', '.join(allowed)}")
@@ -146,10 +151,11 @@ class ControlUnit:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass)
         if not isinstance(self.model, str) or not self.model.strip():
             raise ValueError("a control unit needs a control model (e.g. 'demo:scribble' or a ControlNet file name)")
+        # reference and IP-Adapter units read a picture as it is: no annotator, no mask
+        reference = is_reference(self.model) or _is_ip_adapter(self.model)
         if self.image is None:
-            what = "reference picture" if is_reference(self.model) else "control map"
+            what = "reference picture" if reference else "control map"
             raise ValueError(f"the control unit for {self.model!r} has no {what}: give it an image or disable it")
-        reference = is_reference(self.model)
         if reference and self.annotator == AUTO_ANNOTATOR:
             set_("annotator", None)   # a reference unit reads the picture itself: no annotator
         if self.annotator == AUTO_ANNOTATOR:

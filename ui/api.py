@@ -97,11 +97,13 @@ def annotate(name: str, image: Any, params_json: str | dict | None = None) -> np
 
 def models() -> dict:
     """Installed models: {"backbones": [...], "controlnets": [{"name", "kind"}, ...],
-    "loras": [{"name", "family"}, ...]} (family "sd1"/"sd2"/"sdxl" or None when not told)."""
+    "loras": [{"name", "family"}, ...], "ipadapters": [{"name", "family"}, ...]} (family "sd1"/"sd2"/"sdxl"
+    or None when not told)."""
     found = catalog.models()
     return {"backbones": found["backbones"],
             "controlnets": [{"name": n, "kind": catalog.condition_kind(n)} for n in found["controlnets"]],
-            "loras": [{"name": lora["name"], "family": lora["family"]} for lora in catalog.loras()]}
+            "loras": [{"name": lora["name"], "family": lora["family"]} for lora in catalog.loras()],
+            "ipadapters": [{"name": a["name"], "family": a["family"]} for a in catalog.ip_adapters()]}
 
 
 def annotators() -> list:

@@ -47,6 +47,15 @@ def loras() -> list[dict]:
         return []
 
 
+def ip_adapters() -> list[dict]:
+    """[{"name", "path", "family"}] of models/ipadapters/; an unreadable folder lists none."""
+    try:
+        return engine.installed_ip_adapters()
+    except OSError as e:
+        log.warning("cannot list IP-Adapters: %s", e)
+        return []
+
+
 def family(source: str | None, role: str = "backbone") -> str | None:
     """A model's family ("sd1", "sd2", "sdxl"), read from its config or file header without
     loading it; None when it cannot be told (a pickle, the demo's own world)."""
@@ -73,11 +82,24 @@ def controlnets_for(backbone: str | None, controlnets: list[str]) -> list[str]:
     return [c for c in fitting if fam is None or family(c, "controlnet") in (None, fam)]
 
 
-def with_references(controlnets: list[str]) -> list[str]:
-    """A unit's model choices: the control models given, then the weight-free reference modes
-    (A1111's reference_only / reference_adain / reference_adain+attn), which fit every family."""
+def ip_adapters_for(backbone: str | None) -> list[str]:
+    """The installed IP-Adapters that fit the backbone's family (and those whose family cannot be
+    told without loading, a .bin; loading still checks); the demo's world has none of its own."""
+    fam = None if backbone in (None, DEMO_BACKBONE) else family(backbone)
+    return [a["name"] for a in ip_adapters() if fam is None or a["family"] in (None, fam)]
+
+
+def is_ip_adapter(model: str | None) -> bool:
+    return bool(model) and any(a["name"] == model for a in ip_adapters())
+
+
+def with_references(controlnets: list[str], backbone: str | None = None) -> list[str]:
+    """A unit's model choices: the control models given, the IP-Adapters of models/ipadapters/ that
+    fit the backbone (all of them when no backbone is named), then the weight-free reference
+    modes (A1111's reference_only / reference_adain / reference_adain+attn), which fit every family."""
     from engine import REFERENCE_MODELS
-    return [*controlnets, *(r for r in REFERENCE_MODELS if r not in controlnets)]
+    adapters = [a for a in ip_adapters_for(backbone) if a not in controlnets]
+    return [*controlnets, *adapters, *(r for r in REFERENCE_MODELS if r not in controlnets)]
 
 
 def default_backbone(backbones: list[str]) -> str:

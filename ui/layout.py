@@ -76,7 +76,7 @@ def _wire_family(panel: GeneratePanel, stack: UnitStack, controlnets: list[str])
     models = [u.model for u in stack.units]
 
     def offer(backbone, *current):
-        fitting = catalog.with_references(catalog.controlnets_for(backbone, controlnets))
+        fitting = catalog.with_references(catalog.controlnets_for(backbone, controlnets), backbone)
         return [gr.update(choices=fitting, value=c if c in fitting else (fitting[0] if fitting else None))
                 for c in current]
     panel.backbone.input(offer, [panel.backbone, *models], models, show_progress="hidden", queue=False)

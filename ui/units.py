@@ -98,13 +98,15 @@ class Unit:
             raise ValueError(f"unit {self.index + 1}: {cmap.message}")
         if cmap is None:
             if enabled:
-                if is_reference(model):
+                if reads_picture(model):
                     raise ValueError(f"unit {self.index + 1} ({model}) is enabled but has no reference picture: "
                                      "drop the picture whose look you want on its map, or disable it")
                 raise ValueError(f"unit {self.index + 1} is enabled but has no control map: send it a map from "
                                  "a tab, drop one on it, or disable it")
             return None
         name = None if annotator in (None, "", catalog.NO_ANNOTATOR) else annotator
+        if catalog.is_ip_adapter(model):
+            name = None          # the adapter's image encoder reads the picture itself: no annotator
         try:
             return ControlUnit(model=model or "", image=cmap, weight=weight, start=start, end=end, mode=mode,
                                mask=_mask_or_none(mask), resize_mode=resize_mode, enabled=bool(enabled),
@@ -137,6 +139,11 @@ def is_reference(model) -> bool:
     return model in REFERENCE_MODELS
 
 
+def reads_picture(model) -> bool:
+    """A reference or IP-Adapter unit: its map is a picture whose look it carries over."""
+    return is_reference(model) or catalog.is_ip_adapter(model)
+
+
 def is_union_name(model) -> bool:
     # as AUTOMATIC1111's extension tells a Union model on its page: by its name
     return isinstance(model, str) and "union" in model.lower()
@@ -144,10 +151,10 @@ def is_union_name(model) -> bool:
 
 def model_look(model):
     """A reference unit (no weights: the picture itself is what it reads) shows its style-fidelity
-    slider and calls its map a reference picture; a Union model's unit shows its control type."""
-    reference = is_reference(model)
-    return (gr.update(visible=reference),
-            gr.update(label="Reference picture" if reference else "Control map"),
+    slider and calls its map a reference picture, as an IP-Adapter unit does (its image encoder
+    reads the picture; no style fidelity); a Union model's unit shows its control type."""
+    return (gr.update(visible=is_reference(model)),
+            gr.update(label="Reference picture" if reads_picture(model) else "Control map"),
             gr.update(visible=is_union_name(model)))
 
 

@@ -63,9 +63,11 @@ ALLOWED_EXTRA_GLOBALS: dict[str, object] = {
 _allow_lock = threading.Lock()
 
 
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+def load_state_dict(path: str | Path, nested: bool = False) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint file, keyed by name, on the CPU. A `state_dict` nesting (Lightning
-    checkpoints) is unwrapped; entries that are not tensors are dropped.
+    checkpoints) is unwrapped; entries that are not tensors are dropped. With `nested`, a pickle's
+    dicts of tensors are flattened to "outer.inner" keys (h94's IP-Adapter .bin files hold
+    {"image_proj": {...}, "ip_adapter": {...}}, their .safetensors the flat names).
 
     Raises ValueError for a missing, unknown, corrupt or truncated file, or a pickle that needs a
     global outside the allow-list (the message names it)."""
@@ -77,6 +79,8 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raw = _load_safetensors(path)
     elif suffix in PICKLE_SUFFIXES:
         raw = _load_pickle(path)
+        if nested and isinstance(raw, dict):
+            raw = _flattened(raw)
     else:
         raise ValueError(
             f"{path.name}: unknown checkpoint type {suffix!r}; expected one of {', '.join(CHECKPOINT_SUFFIXES)}.")
@@ -132,6 +136,16 @@ def _refused_global(err: Exception) -> str | None:
 
 def _first_sentence(err: Exception) -> str:
     return str(err).split(". ")[0].strip()[:200]
+
+
+def _flattened(raw: dict) -> dict:
+    flat = {}
+    for key, value in raw.items():
+        if isinstance(value, dict) and isinstance(key, str):
+            flat.update({f"{key}.{k}": v for k, v in value.items() if isinstance(k, str)})
+        else:
+            flat[key] = value
+    return flat
 
 
 def _tensors_only(raw: object, path: Path) -> dict[str, torch.Tensor]:

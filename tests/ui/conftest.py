@@ -22,7 +22,7 @@ A1111_AUTH = ("artist", "s3cret")
 @pytest.fixture(scope="session")
 def a1111(tmp_path_factory):
     """A studio started with --auth on a models folder holding the demo and a second backbone
-    ("tiny", for switching, with a LoRA "tiny_ink") and a tiny SDXL one ("tiny-xl") with an SDXL ControlNet
+    ("tiny", for switching, with a LoRA "tiny_ink" and an IP-Adapter "ip-adapter_sd15") and a tiny SDXL one ("tiny-xl") with an SDXL ControlNet
     ("xl-canny"), a Union model ("controlnet-union-sdxl-1.0") and an SDXL T2I-Adapter ("t2i-adapter_xl_canny"):
     {"url", "auth", ...}."""
     from tests.tiny_models import (save_backbone_folder, save_sdxl_folder, tiny_adapter, tiny_backbone_parts,
@@ -38,6 +38,10 @@ def a1111(tmp_path_factory):
     save_backbone_folder(tiny, root / "backbones" / "tiny")
     (root / "loras").mkdir()
     save_kohya(make_lora(tiny, seed=5, strength=0.6), root / "loras" / "tiny_ink.safetensors")
+    from tests.engine.ip_adapter_files import VIT_H, make_ip_adapter, save_encoder, save_safetensors
+    (root / "ipadapters").mkdir()
+    save_encoder(root / "ipadapters" / "image_encoder", VIT_H)
+    save_safetensors(make_ip_adapter(tiny["unet"], VIT_H, seed=4), root / "ipadapters" / "ip-adapter_sd15.safetensors")
     xl = tiny_sdxl_parts(seed=3)
     save_sdxl_folder(xl, root / "backbones" / "tiny-xl")
     tiny_controlnet(xl["unet"]).save_pretrained(root / "controlnets" / "xl-canny")

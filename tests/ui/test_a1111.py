@@ -309,6 +309,43 @@ def test_reference_modules_run_model_free_with_threshold_a_as_style_fidelity(cal
     assert bad.status_code == 422 and "takes no mask" in bad.text
 
 
+def test_ip_adapter_modules_take_the_adapters_name_as_model(call):
+    """The extension's IP-Adapter modules (older and newer names) with an adapter in models/ipadapters/
+    as the model make an IP-Adapter unit; the picture goes to the encoder as it is; a wrong model is a 422."""
+    tiny = next(m["title"] for m in call("GET", "/sdapi/v1/sd-models").json() if m["model_name"] == "tiny")
+    listed = call("GET", "/controlnet/model_list").json()["model_list"]
+    title = next(m for m in listed if m.startswith("ip-adapter_sd15 ["))
+    assert call("GET", "/controlnet/control_types").json()["control_types"]["IP-Adapter"]["default_model"] == title
+    detail = call("GET", "/controlnet/module_list", params={"alias_names": "true"}).json()["module_detail"]
+    assert detail["ip-adapter_clip_sd15"]["model_free"] is False and "ip-adapter_clip_sdxl_plus_vith" in detail
+    assert call("POST", "/sdapi/v1/options", json={"sd_model_checkpoint": tiny}).status_code == 200
+    try:
+        unit = {"enabled": True, "module": "ip-adapter_clip_sd15", "model": title, "image": b64(photo()),
+                "weight": 0.9, "guidance_start": 0.0, "guidance_end": 0.8}
+        r = call("POST", "/sdapi/v1/txt2img", json=txt2img(steps=2, alwayson_scripts={"controlnet": {"args": [unit]}}))
+        assert r.status_code == 200, r.text
+        (got,) = read_recipe(base64.b64decode(r.json()["images"][0])).units
+        assert (got.model, got.weight, got.end, got.annotator) == ("ip-adapter_sd15", 0.9, 0.8, None)
+        assert np.array_equal(got.image, photo())
+        assert "Module: ip-adapter_clip_sd15, Model: ip-adapter_sd15" in json.loads(r.json()["info"])["infotexts"][0]
+        plain = call("POST", "/sdapi/v1/txt2img", json=txt2img(steps=2)).json()
+        assert np.abs(picture(plain["images"][0]).astype(int) - picture(r.json()["images"][0]).astype(int)).max() > 2
+        # the newer module name, the model without its hash: the same picture
+        same = call("POST", "/sdapi/v1/txt2img", json=txt2img(steps=2, alwayson_scripts={"controlnet": {"args": [
+            dict(unit, module="ip-adapter_clip_h", model="ip-adapter_sd15")]}})).json()
+        assert same["images"][0] == r.json()["images"][0]
+        # another module with an IP-Adapter model: still the adapter, reading the picture itself
+        other = call("POST", "/sdapi/v1/txt2img", json=txt2img(steps=2, alwayson_scripts={"controlnet": {"args": [
+            dict(unit, module="canny")]}})).json()
+        assert other["images"][0] == r.json()["images"][0]
+        assert any("reads the picture itself" in w for w in json.loads(other["info"])["warnings"])
+        bad = call("POST", "/sdapi/v1/txt2img", json=txt2img(steps=1, alwayson_scripts={"controlnet": {"args": [
+            dict(unit, model="ip-adapter_plus_nowhere")]}}))
+        assert bad.status_code == 422 and "ip-adapter_sd15" in bad.text and "Traceback" not in bad.text, bad.text
+    finally:
+        assert call("POST", "/sdapi/v1/options", json={"sd_model_checkpoint": "demo"}).status_code == 200
+
+
 def test_txt2img_hires_fix_maps_a1111s_fields_and_hr_option(call):
     unit = dict(two_units()[0], hr_option="Low res only", save_detected_map=False)
     r = call("POST", "/sdapi/v1/txt2img", json=txt2img(

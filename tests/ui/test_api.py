@@ -40,9 +40,13 @@ def test_models_and_annotators_are_plain_json(tmp_path, monkeypatch):
     monkeypatch.setenv("CNSTUDIO_MODELS", str(tmp_path))
     (tmp_path / "loras").mkdir()
     save_kohya(make_lora(tiny_backbone_parts(), seed=1), tmp_path / "loras" / "ink.safetensors")
+    from tests.engine.ip_adapter_files import VIT_H, make_ip_adapter, save_safetensors
+    (tmp_path / "ipadapters" / "image_encoder").mkdir(parents=True)
+    save_safetensors(make_ip_adapter(tiny_backbone_parts()["unet"], VIT_H), tmp_path / "ipadapters" / "look.safetensors")
     models = json.loads(json.dumps(api.models()))
-    assert set(models) == {"backbones", "controlnets", "loras"}
+    assert set(models) == {"backbones", "controlnets", "loras", "ipadapters"}
     assert models["loras"] == [{"name": "ink", "family": None}]   # the tiny model's width is no family
+    assert models["ipadapters"] == [{"name": "look", "family": None}]   # nor is the encoder folder an adapter
     specs = json.loads(json.dumps(api.annotators()))
     assert {"scribble", "canny"} <= {s["name"] for s in specs}
     assert all("params" in s for s in specs)

@@ -20,7 +20,9 @@ def version(payload, query: dict) -> dict:
 
 
 def model_list(payload, query: dict) -> dict:
-    return {"model_list": [names.model_title(s) for s in names.controlnets()]}
+    # the extension lists IP-Adapters among its models (they sit in its models folder)
+    return {"model_list": [names.model_title(s) for s in names.controlnets()]
+            + [names.model_title(a, "ipadapter") for a in names.ip_adapters()]}
 
 
 def module_list(payload, query: dict) -> dict:
@@ -42,6 +44,11 @@ def control_types(payload, query: dict) -> dict:
             types[tag] = {"module_list": ["none", *modules], "model_list": ["None", *kind_models],
                           "default_option": modules[0] if modules else "none",
                           "default_model": kind_models[0] if kind_models else "None"}
+    adapters = [names.model_title(a, "ipadapter") for a in names.ip_adapters()]
+    if adapters:
+        modules = list(engine.IP_ADAPTER_MODULES)
+        types["IP-Adapter"] = {"module_list": modules, "model_list": ["None", *adapters],
+                               "default_option": modules[0], "default_model": adapters[0]}
     return {"control_types": types}
 
 

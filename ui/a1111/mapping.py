@@ -175,6 +175,15 @@ def _unit(arg: ControlNetUnitArgs, i: int, where: tuple, payload: Txt2Img, init_
         if isinstance(arg.model, str) and arg.model.strip().lower() not in ("", "none"):
             warnings.append(f"ControlNet unit {i}: {module.reference} needs no model; {arg.model!r} ignored")
         model = module.reference
+    elif module.ip_adapter:
+        model = _at((*where, "model"), names.model_source, arg.model, names.ip_adapters(), "ipadapter")
+    elif _ip_adapter_named(arg.model):
+        # an IP-Adapter model with another module: the adapter's encoder reads the picture itself
+        model = _ip_adapter_named(arg.model)
+        if module.annotator is not None:
+            warnings.append(f"ControlNet unit {i}: {model} is an IP-Adapter, which reads the picture itself; "
+                            f"module {arg.module!r} ignored (use ip-adapter_clip_sd15 or ip-adapter_clip_sdxl)")
+        module = names.module("ip-adapter-auto")
     else:
         model = _at((*where, "model"), names.model_source, arg.model, names.controlnets())
     source = arg.image if arg.image not in (None, "") else arg.input_image
@@ -213,6 +222,13 @@ def _unit(arg: ControlNetUnitArgs, i: int, where: tuple, payload: Txt2Img, init_
         union_control_type=_at((*where, "union_control_type"), _union_type, arg.union_control_type),
         hr_option=names.choice("hr_option", arg.hr_option, names.HR_OPTIONS, names.HR_OPTION_BY_NUMBER), **extra))
     return unit, detected
+
+
+def _ip_adapter_named(model) -> str | None:
+    try:
+        return names.model_source(model, names.ip_adapters(), "ipadapter")
+    except ValueError:
+        return None
 
 
 def _union_type(value: str | None) -> str | None:

@@ -23,6 +23,8 @@ class Module:
     threshold_b: str | None = None
     reference: str | None = None     # a weight-free reference mode (engine.REFERENCE_MODELS): no model,
                                      # the picture is the reference, threshold_a its style fidelity
+    ip_adapter: bool = False         # an IP-Adapter module: the model is an adapter in models/ipadapters/,
+                                     # the picture goes to its image encoder as it is
 
 
 # The extension's module names (scripts/processor.py, scripts/preprocessor/*), as far as this
@@ -51,6 +53,7 @@ MODULES: dict[str, Module] = {
     "threshold": Module("binary", threshold_a="threshold"),
     "t2ia_color_grid": Module("color_grid"),
     **{name: Module(None, reference=name) for name in engine.REFERENCE_MODELS},
+    **{name: Module(None, ip_adapter=True) for name in engine.IP_ADAPTER_MODULES},
 }
 # The extension's style-fidelity slider of the reference modules (threshold_a), its label and range.
 STYLE_FIDELITY_SLIDER = {"name": "Style Fidelity (only for Balanced mode)", "value": 0.5, "min": 0.0, "max": 1.0,
@@ -143,13 +146,15 @@ def model_title(source: str, role: str = "controlnet") -> str:
 def model_source(name: str, installed: list[str], role: str = "controlnet") -> str:
     """The installed source a model name means, with or without its ` [hash]` and file suffix
     (A1111 names models by file stem); the hash itself is not checked."""
+    what = {"controlnet": "model", "backbone": "checkpoint", "ipadapter": "IP-Adapter model"}.get(role, role)
     if not isinstance(name, str) or not name.strip() or name.strip().lower() == "none":
-        raise ValueError(f"a {role} is needed; available: {', '.join(model_title(s, role) for s in installed) or 'none'}")
+        needed = "an IP-Adapter model (under models/ipadapters/)" if role == "ipadapter" else f"a {role}"
+        raise ValueError(f"{needed} is needed; available: {', '.join(model_title(s, role) for s in installed) or 'none'}")
     bare = _HASH.sub("", name).strip()
     for source in installed:
         if bare in (source, _stem(source)) or bare.lower() in (source.lower(), _stem(source).lower()):
             return source
-    raise ValueError(f"unknown {'model' if role == 'controlnet' else 'checkpoint'} {name!r}; available: "
+    raise ValueError(f"unknown {what} {name!r}; available: "
                      f"{', '.join(model_title(s, role) for s in installed) or 'none installed'}")
 
 
@@ -163,6 +168,11 @@ def _stem(source: str) -> str:
 
 def controlnets() -> list[str]:
     return catalog.models()["controlnets"]
+
+
+def ip_adapters() -> list[str]:
+    """The IP-Adapters in models/ipadapters/, by name (A1111 lists them among the ControlNet models)."""
+    return [a["name"] for a in catalog.ip_adapters()]
 
 
 def backbones() -> list[str]:
