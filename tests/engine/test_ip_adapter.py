@@ -18,6 +18,7 @@ from engine.manager import ModelManager
 from engine.models import Backbone
 from engine.samplers import make_scheduler
 from tests.engine.ip_adapter_files import VIT_BIGG, VIT_H, make_ip_adapter, save_bin, save_encoder, save_safetensors
+from tests.engine.test_lora_slots import _managers, loras  # noqa: F401  (loras: a fixture)
 from tests.tiny_models import tiny_sdxl_parts
 
 PROMPT, NEG, STEPS, CFG, SEED = "a red star", "blurry", 3, 6.0, 7
@@ -258,3 +259,18 @@ def test_on_the_gpu_fast_path_an_ip_adapter_run_leaves_its_graphs_serving_the_sa
     pipe = _sd_pipe(tiny_parts, ipadapters, "ip-adapter-plus_sd15.bin").to("cuda", torch.float16)
     ref = _diffusers(pipe, 0.8, [FACE])
     assert np.abs(ours - ref).max() <= TOLERANCE and np.abs(ours - plain).max() > 0.02
+
+
+def test_beside_a_lora_on_the_fast_path_the_run_is_eager_and_the_unet_comes_back(tiny_parts, ipadapters, loras):
+    """IP-Adapter processors go on the UNet itself, so a run with one cannot use the fast path's
+    LoRA view: its LoRAs go into the UNet too, eagerly, and both act; afterwards the UNet is the
+    loaded one and no view or graph was made."""
+    eager, fast = _managers(tiny_parts)
+    before = _state(tiny_parts["unet"])
+    req = _request(units=[ControlUnit("ip-adapter_sd15", FACE, weight=0.8)], loras=[("ink", 0.8)])
+    a, b = render(req, eager).images, render(req, fast).images
+    assert np.abs(a - b).max() <= 1e-6, float(np.abs(a - b).max())
+    assert fast.predictor.captures == 0 and not fast.lora_views._views
+    for alone in (req.replace(units=()), req.replace(loras=())):
+        assert np.abs(render(alone, eager).images - a).max() > 0.02, "the LoRA or the IP-Adapter changed nothing"
+    _untouched(before, tiny_parts["unet"])
