@@ -114,3 +114,22 @@ def download_picture(page, folder, name: str | None = None):
     saved = folder / (name or download.value.suggested_filename)
     download.value.save_as(saved)
     return saved
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def generate_and_download(page, folder, name: str, click: bool = True):
+    """Generate (or wait for a run already started, click=False) until the gallery shows a new
+    picture and the status says Done; that picture saved as the Download button saves it."""
+    old = src(page, "#gallery")
+    if click:
+        page.locator("#generate").click()
+    wait_new_image(page, "#gallery", old, timeout=180_000)
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Done')", timeout=60_000)
+    saved = download_picture(page, folder, name)
+    page.keyboard.press("Escape")      # close the gallery's preview so the next click reaches the page
+    return saved

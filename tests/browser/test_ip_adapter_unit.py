@@ -1,7 +1,6 @@
 """An artist who places an IP-Adapter and its image encoder in models/ipadapters/: a unit offers
 it in its model list, calls its map a reference picture, uses a dropped photo as it is, the run
 says it is eager and differs from one without it, and the saved PNG brings the unit back."""
-import io
 
 import numpy as np
 import pytest
@@ -9,7 +8,8 @@ from PIL import Image
 
 from engine import read_recipe
 from tests.browser.conftest import open_page
-from tests.browser.studio_page import choose, download_picture, drop_file, image, set_number, wait_new_image
+from tests.browser.studio_page import (choose, drop_file, generate_and_download, image,
+                                         png_bytes, set_number, wait_new_image)
 from tests.engine.ip_adapter_files import VIT_H, make_ip_adapter, save_encoder, save_safetensors
 from tests.tiny_models import tiny_backbone_parts
 from tests.ui.studio_server import start, stop, tiny_demo
@@ -31,24 +31,9 @@ def ip_studio(tmp_path_factory):
     stop(server)
 
 
-def _png(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
 
 
-def _generate(page, tmp_path, name: str, click: bool = True):
-    old = page.locator("#gallery img").first.get_attribute("src") if page.locator("#gallery img").count() else None
-    if click:
-        page.locator("#generate").click()
-    wait_new_image(page, "#gallery", old, timeout=180_000)
-    page.wait_for_function("document.querySelector('#status').innerText.includes('Done')", timeout=60_000)
-    saved = download_picture(page, tmp_path, name)
-    page.keyboard.press("Escape")
-    return saved
-
-
-def test_an_ip_adapter_unit_carries_a_picture_and_comes_back_from_its_png(browser, ip_studio, request, tmp_path):
+def test_an_ip_adapter_unit_carries_a_picture_and_comes_back_from_itspng_bytes(browser, ip_studio, request, tmp_path):
     with open_page(browser, ip_studio["url"], request.node.name) as page:
         offered = choose(page, "#unit1-model", "ip-adapter_sd15")
         assert "ip-adapter_sd15" in offered and "reference_only" in offered and "image_encoder" not in offered
@@ -58,7 +43,7 @@ def test_an_ip_adapter_unit_carries_a_picture_and_comes_back_from_its_png(browse
         photo[:] = (30, 160, 60)
         photo[20:60, 30:70] = (230, 200, 20)
         page.locator("#unit1-map input[type=file]").set_input_files(
-            files=[{"name": "look.png", "mimeType": "image/png", "buffer": _png(photo)}])
+            files=[{"name": "look.png", "mimeType": "image/png", "buffer": png_bytes(photo)}])
         page.locator("#unit1-map img").first.wait_for()
         page.wait_for_function("document.querySelector('#unit1-enabled input').checked", timeout=30_000)
         set_number(page, "#unit1-weight", 1.5)
@@ -67,13 +52,13 @@ def test_an_ip_adapter_unit_carries_a_picture_and_comes_back_from_its_png(browse
             set_number(page, field, value)
         page.locator("#generate").click()
         page.locator("#status").get_by_text("IP-Adapter unit runs eagerly").wait_for(timeout=60_000)
-        with_ip = _generate(page, tmp_path, "with.png", click=False)
+        with_ip = generate_and_download(page, tmp_path, "with.png", click=False)
         (unit,) = [u for u in read_recipe(with_ip).units if u.enabled]
         assert (unit.model, unit.weight, unit.annotator) == ("ip-adapter_sd15", 1.5, None)
         assert np.array_equal(unit.image, photo)                       # the photo itself, not a map of it
 
         page.locator("#unit1-enabled input").uncheck()
-        without = _generate(page, tmp_path, "without.png")
+        without = generate_and_download(page, tmp_path, "without.png")
         a = np.asarray(Image.open(with_ip).convert("RGB"), float)
         b = np.asarray(Image.open(without).convert("RGB"), float)
         assert np.abs(a - b).mean() > 1.0, "the IP-Adapter unit changed nothing"

@@ -1,36 +1,21 @@
 """A reference unit on the page: an artist picks reference_adain+attn as a unit's model, the unit
 shows its style-fidelity slider and calls its picture a reference, a dropped photo is used as it
 is, the run differs from one without it, and the saved PNG brings the unit back."""
-import io
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from engine import read_recipe
-from tests.browser.studio_page import choose, download_picture, drop_file, image, set_number, wait_new_image
+from tests.browser.studio_page import (choose, drop_file, generate_and_download, image,
+                                         png_bytes, set_number, wait_new_image)
 
 pytestmark = pytest.mark.browser
 
 
-def _png(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
 
 
-def _generate(page, tmp_path, name: str, click: bool = True):
-    old = page.locator("#gallery img").first.get_attribute("src") if page.locator("#gallery img").count() else None
-    if click:
-        page.locator("#generate").click()
-    wait_new_image(page, "#gallery", old, timeout=180_000)
-    page.wait_for_function("document.querySelector('#status').innerText.includes('Done')", timeout=60_000)
-    saved = download_picture(page, tmp_path, name)
-    page.keyboard.press("Escape")
-    return saved
-
-
-def test_a_reference_unit_carries_a_picture_and_comes_back_from_its_png(page, tmp_path):
+def test_a_reference_unit_carries_a_picture_and_comes_back_from_itspng_bytes(page, tmp_path):
     slider = page.locator("#unit1-style-fidelity")
     assert not slider.is_visible()                                   # a ControlNet unit has none
     choose(page, "#unit1-model", "reference_adain+attn")
@@ -39,7 +24,7 @@ def test_a_reference_unit_carries_a_picture_and_comes_back_from_its_png(page, tm
     reference = np.zeros((96, 96, 3), np.uint8)
     reference[24:72, 24:72] = (220, 30, 30)                          # a red square on black
     page.locator("#unit1-map input[type=file]").set_input_files(
-        files=[{"name": "look.png", "mimeType": "image/png", "buffer": _png(reference)}])
+        files=[{"name": "look.png", "mimeType": "image/png", "buffer": png_bytes(reference)}])
     page.locator("#unit1-map img").first.wait_for()
     # a picture dropped on a unit turns it on (a queued event: wait for it)
     page.wait_for_function("document.querySelector('#unit1-enabled input').checked", timeout=30_000)
@@ -49,14 +34,14 @@ def test_a_reference_unit_carries_a_picture_and_comes_back_from_its_png(page, tm
     page.locator("#seed input").fill("11")
     page.locator("#generate").click()
     page.locator("#status").get_by_text("runs the UNet once more per step").wait_for(timeout=60_000)  # said at once
-    with_ref = _generate(page, tmp_path, "with.png", click=False)
+    with_ref = generate_and_download(page, tmp_path, "with.png", click=False)
     recipe = read_recipe(with_ref)
     (unit,) = [u for u in recipe.units if u.enabled]
     assert (unit.model, unit.style_fidelity, unit.annotator) == ("reference_adain+attn", 0.8, None)
     assert np.array_equal(unit.image, reference)                     # the photo itself, not a map of it
 
     page.locator("#unit1-enabled input").uncheck()
-    without = _generate(page, tmp_path, "without.png")
+    without = generate_and_download(page, tmp_path, "without.png")
     a = np.asarray(Image.open(with_ref).convert("RGB"), float)
     b = np.asarray(Image.open(without).convert("RGB"), float)
     assert np.abs(a - b).mean() > 1.0, "the reference unit changed nothing"

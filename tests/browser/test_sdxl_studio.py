@@ -1,7 +1,6 @@
 """An artist who drops an SDXL checkpoint and two SDXL ControlNets into the models folder: the page
 offers the backbone with its family, offers only SDXL control models once it is chosen, and
 generates with two SDXL units from maps uploaded onto them."""
-import io
 import numpy as np
 import pytest
 from PIL import Image
@@ -9,7 +8,7 @@ from safetensors.torch import save_file
 
 from engine import read_recipe
 from tests.browser.conftest import open_page
-from tests.browser.studio_page import choose, download_picture, image, set_number
+from tests.browser.studio_page import choose, download_picture, image, png_bytes, set_number
 from tests.tiny_models import save_sdxl_folder, tiny_controlnet, tiny_sdxl_parts, tiny_union
 from tests.ui.studio_server import start, stop, tiny_demo
 
@@ -31,11 +30,6 @@ def xl_studio(tmp_path_factory):
     stop(server)
 
 
-def _png(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
-
 
 def test_two_sdxl_units_generate_from_a_models_folder(browser, xl_studio, control_maps, request, tmp_path):
     with open_page(browser, xl_studio["url"], request.node.name) as page:
@@ -47,7 +41,7 @@ def test_two_sdxl_units_generate_from_a_models_folder(browser, xl_studio, contro
         for n, (model, picture) in enumerate([("xl-canny", control_maps[0]),
                                               ("xl-depth.safetensors", control_maps[1])], start=1):
             page.locator(f"#unit{n}-map input[type=file]").set_input_files(
-                files=[{"name": f"map{n}.png", "mimeType": "image/png", "buffer": _png(picture)}])
+                files=[{"name": f"map{n}.png", "mimeType": "image/png", "buffer": png_bytes(picture)}])
             page.locator(f"#unit{n}-map img").first.wait_for()
             offered = choose(page, f"#unit{n}-model", model)
             assert {"xl-canny", "xl-depth.safetensors", "controlnet-union-sdxl-1.0"} <= set(offered), offered
@@ -78,7 +72,7 @@ def test_a_union_unit_shows_its_control_type_and_the_recipe_keeps_it(browser, xl
         union_type = page.locator("#unit1-union-type")
         assert not union_type.is_visible()                       # a plain ControlNet has no type to pick
         page.locator("#unit1-map input[type=file]").set_input_files(
-            files=[{"name": "edges.png", "mimeType": "image/png", "buffer": _png(control_maps[1])}])
+            files=[{"name": "edges.png", "mimeType": "image/png", "buffer": png_bytes(control_maps[1])}])
         page.locator("#unit1-map img").first.wait_for()
         choose(page, "#unit1-model", "controlnet-union-sdxl-1.0")
         union_type.wait_for(state="visible")
