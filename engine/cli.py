@@ -11,7 +11,7 @@ from PIL import Image
 
 from .generate import generate
 from .hires import HR_OPTIONS, UPSCALERS
-from .loading.ipadapters import find_ip_adapter
+from .loading.ipadapters import is_ip_adapter
 from .outputs import read_recipe
 from .reference import is_reference
 from .samplers import SAMPLERS
@@ -60,7 +60,7 @@ def parse_control(spec: str, batch: bool = False) -> ControlUnit:
         path = fields.pop("image")
         image = _PLACEHOLDER if path is None else _picture(path, "control image")
         # a reference or IP-Adapter unit reads the picture itself (its look, no map of it)
-        reads_picture = is_reference(fields["model"]) or find_ip_adapter(fields["model"]) is not None
+        reads_picture = is_reference(fields["model"]) or is_ip_adapter(fields["model"])
         name = NO_ANNOTATOR if reads_picture else fields.get("annotator") or default_annotator(fields["model"])
         if name == NO_ANNOTATOR:
             fields["annotator"] = None

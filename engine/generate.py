@@ -116,7 +116,7 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
         views = None if ips else manager.lora_views
         with manager.placed(nets), loras.applied(backbone, chosen, views, alone=bool(ips)) as lora_run, \
                 _compiles_done(manager, bool(ips)), ip_adapter.attached(backbone.unet, ip_units) as ip_run:
-            predict = manager.predictor if lora_run.fast and not ips else None
+            predict = manager.predictor if lora_run.fast else None    # denoise serves IP-Adapter runs eagerly
             runs_on = lora_run.backbone      # the backbone, or its copy whose UNet is a LoRA view
             def prepare(second_pass: bool, w: int, h: int):
                 # outside a hires run every unit acts, whatever its hr_option (as the extension does)

@@ -30,7 +30,7 @@ from PIL import Image
 
 from .control import in_window
 from .loading.ipadapters import (IPAdapterFile, check_fits, find_encoder, find_ip_adapter, installed_ip_adapters,
-                                 load_encoder, read_ip_adapter)
+                                 is_ip_adapter, load_encoder, read_ip_adapter)
 
 # A1111's ControlNet extension's IP-Adapter modules (its older names, then the newer ones it keeps beside
 # them): each runs the adapter's own encoder here, picked by widths (engine.loading.ipadapters)
@@ -45,11 +45,6 @@ def a1111_module(name: str) -> str:
     if "sdxl" in lower:
         return "ip-adapter_clip_sdxl_plus_vith" if "vit-h" in lower else "ip-adapter_clip_sdxl"
     return "ip-adapter_clip_sd15"
-
-
-def is_ip_adapter(model: str | None) -> bool:
-    """Whether a unit's model names an IP-Adapter installed under models/ipadapters/."""
-    return find_ip_adapter(model) is not None
 
 
 # -- files and encoders, kept while unchanged ---------------------------------------------------

@@ -358,7 +358,6 @@ class Applied:
     path may serve it (False when the LoRAs sit in the locked UNet itself, the eager way)."""
 
     backbone: Backbone
-    files: list
     fast: bool
 
 
@@ -376,7 +375,7 @@ def applied(backbone: Backbone, chosen: list[tuple[LoraChoice, Path]], views=Non
     if not chosen:
         lock = _lock_for(backbone)
         with (lock.exclusive() if alone else lock.shared()):
-            yield Applied(backbone, [], True)
+            yield Applied(backbone, True)
         return
     from diffusers.loaders import StableDiffusionLoraLoaderMixin
     from diffusers.utils.peft_utils import set_weights_and_activate_adapters
@@ -424,7 +423,7 @@ def applied(backbone: Backbone, chosen: list[tuple[LoraChoice, Path]], views=Non
                 if names[prefix]:
                     set_weights_and_activate_adapters(getattr(backbone, prefix), names[prefix], weights[prefix])
             runs_on = backbone if view is None else replace(backbone, unet=view.module)
-            yield Applied(runs_on, files, fast=views is not None)
+            yield Applied(runs_on, fast=views is not None)
         finally:
             for module in (backbone.unet, backbone.text_encoder, backbone.text_encoder_2):
                 if module is not None:

@@ -105,8 +105,8 @@ def _checked_pose(pose: Any, model: str) -> dict:
 
 
 def _is_ip_adapter(model: Any) -> bool:
-    from .loading.ipadapters import find_ip_adapter   # lazy: it reads models/ipadapters/
-    return isinstance(model, str) and find_ip_adapter(model) is not None
+    from .loading.ipadapters import is_ip_adapter   # lazy, as default_annotator's imports
+    return is_ip_adapter(model)
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:

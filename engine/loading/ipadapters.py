@@ -72,6 +72,11 @@ def find_ip_adapter(name: str | None, folder: Path | None = None) -> Path | None
     return {k.lower(): v for k, v in installed.items()}.get(name.strip().lower())
 
 
+def is_ip_adapter(model: str | None) -> bool:
+    """Whether a unit's model names an IP-Adapter installed under models/ipadapters/."""
+    return find_ip_adapter(model) is not None
+
+
 def file_family(path: Path) -> str | None:
     """The family an adapter file was made for, from its safetensors header (its first layer's
     cross-attention width); None for a pickle or an unknown width (loading still checks)."""
