@@ -84,13 +84,9 @@ def wire(batch: BatchPanel, panel, stack, read_request) -> None:
                         yield {batch.report: "\n".join(lines)}
                     else:
                         _, step, total, image = item
-                        update = {panel.status: generation.progress_html(step, total, " over the whole batch")}
-                        if image is not None:
-                            update[panel.preview] = image
-                        yield update
+                        yield panel.step_update(step, total, " over the whole batch", image)
         except Exception:
-            yield {panel.status: '<span class="gen-failed">Failed: see the message</span>',
-                   panel.preview: gr.update(visible=False), panel.interrupt: idle}
+            yield panel.failed_update()
             raise
         made = [str(p) for item in result.items if item.status == "made" for p in item.outputs]
         yield {panel.gallery: made or gr.update(), panel.status: summary(result, time.monotonic() - started),

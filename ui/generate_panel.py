@@ -9,7 +9,7 @@ import gradio as gr
 import engine
 from engine import SAMPLERS, GenerationRequest, limits
 
-from . import catalog, lora_panel
+from . import catalog, generation, lora_panel
 from .batch_panel import BatchPanel
 from .hires_panel import HiresFields
 from .lora_panel import LoraRows
@@ -110,6 +110,18 @@ class GeneratePanel:
         self.backbone.input(catalog.recommended_cfg, [self.backbone], [self.cfg_scale], show_progress="hidden")
         # A1111's sd_model_checkpoint: picking one here is what the REST API's /options reports
         self.backbone.input(_pick_backbone, [self.backbone], None, show_progress="hidden", queue=False)
+
+    def step_update(self, step: int, total: int, note: str, image) -> dict:
+        """A running generation's (or batch's) step: the progress bar and, when one came, the preview."""
+        update = {self.status: generation.progress_html(step, total, note)}
+        if image is not None:
+            update[self.preview] = image
+        return update
+
+    def failed_update(self) -> dict:
+        """A run that raised: the status says so (the error itself is the toast), the preview goes."""
+        return {self.status: '<span class="gen-failed">Failed: see the message</span>',
+                self.preview: gr.update(visible=False), self.interrupt: gr.update(interactive=False)}
 
     def show_current(self):
         """On page load: the current backbone (which the REST API's /options may have switched), its scale."""

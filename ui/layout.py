@@ -151,14 +151,9 @@ def _wire_generation(panel: GeneratePanel, stack: UnitStack) -> None:
                         continue
                     _, step, total, image = item
                     timer.step(step)
-                    update = {panel.status: generation.progress_html(
-                        step, total, generation.pass_note(request, step, total) + notes)}
-                    if image is not None:
-                        update[panel.preview] = image
-                    yield update
+                    yield panel.step_update(step, total, generation.pass_note(request, step, total) + notes, image)
         except Exception:
-            yield {panel.status: '<span class="gen-failed">Failed: see the message</span>',
-                   panel.preview: gr.update(visible=False), panel.interrupt: idle}
+            yield panel.failed_update()
             raise
         timer.record(request, result)
         for warning in result.warnings:
