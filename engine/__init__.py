@@ -11,7 +11,8 @@ no weights (A1111's reference modes; engine.reference); its style_fidelity (0..1
 IP-Adapter units: a ControlUnit whose model is an IP-Adapter in models/ipadapters/ (h94's files, .safetensors
 or .bin, basic or plus, with their CLIP image encoders in image_encoder*/ folders there; engine.ip_adapter)
 reads its picture through the encoder; weight is the IP-Adapter scale, 0 outside [start, end];
-installed_ip_adapters() lists them ({"name", "path", "family"}); IP_ADAPTER_MODULES are A1111's module names.
+installed_ip_adapters() lists them ({"name", "path", "family"}), is_ip_adapter(model) says whether a unit's model
+names one (as generate decides it); IP_ADAPTER_MODULES are A1111's module names.
 Values: ControlUnit, GenerationRequest (JSON via .to_json()/.from_json(), the recipe),
 GenerationResult. Running: generate(request, on_step=None, stop=None); it raises ValueError
 for a request that cannot run as asked and GenerationError (e.g. out of memory) for a failed run.
@@ -52,7 +53,7 @@ from .fidelity import score as fidelity_score
 from .generate import GenerationError, generate
 from .hashes import short_hash
 from .hires import HR_OPTIONS, UPSCALERS, HiresOption
-from .ip_adapter import IP_ADAPTER_MODULES
+from .ip_adapter import IP_ADAPTER_MODULES, is_ip_adapter
 from .loading import condition_kind, family_label, model_family, models_dir, outputs_dir, recommended_settings
 from .manager import ModelManager, build_manager, default_manager
 from .outputs import encode_png, infotext, read_recipe
@@ -91,7 +92,7 @@ def installed_loras() -> list[dict]:
 
 
 __all__ = [
-    "ControlUnit", "GenerationRequest", "LoraChoice", "installed_loras", "installed_ip_adapters", "IP_ADAPTER_MODULES", "GenerationResult", "GenerationError", "generate",
+    "ControlUnit", "GenerationRequest", "LoraChoice", "installed_loras", "installed_ip_adapters", "is_ip_adapter", "IP_ADAPTER_MODULES", "GenerationResult", "GenerationError", "generate",
     "load_backbone", "load_controlnet", "installed_models", "ModelManager", "build_manager", "default_manager",
     "condition_kind", "recommended_settings", "recommended_cfg_scale", "DEFAULT_CFG_SCALE",
     "fit_map", "fidelity_score", "read_recipe", "encode_png", "infotext", "short_hash", "models_dir",

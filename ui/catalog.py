@@ -90,7 +90,12 @@ def ip_adapters_for(backbone: str | None) -> list[str]:
 
 
 def is_ip_adapter(model: str | None) -> bool:
-    return bool(model) and any(a["name"] == model for a in ip_adapters())
+    """Whether a unit's model names an installed IP-Adapter, by the engine's own rule (an unreadable
+    folder holds none, as ip_adapters() lists none)."""
+    try:
+        return engine.is_ip_adapter(model)
+    except OSError:
+        return False
 
 
 def with_references(controlnets: list[str], backbone: str | None = None) -> list[str]:
