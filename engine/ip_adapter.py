@@ -21,7 +21,9 @@ scale; the unit's window sets it to 0 outside [start, end] (diffusers has no win
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
+import weakref
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -83,6 +85,20 @@ def forget() -> None:
         kept.clear()
 
 
+# Kept things are keyed by a number given to each UNet once and never reused, not by id(): CPython
+# hands a freed UNet's address to the next object, and an evicted backbone's UNet is freed.
+_unet_numbers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_next_number, _numbers_lock = itertools.count(), threading.Lock()
+
+
+def _unet_number(unet) -> int:
+    with _numbers_lock:
+        number = _unet_numbers.get(unet)
+        if number is None:
+            number = _unet_numbers[unet] = next(_next_number)
+        return number
+
+
 def _stat_key(path) -> tuple:
     stat = path.stat()
     return str(path), stat.st_size, stat.st_mtime_ns
@@ -106,7 +122,7 @@ def load_adapter(name: str, backbone) -> LoadedAdapter:
         have = ", ".join(installed_ip_adapters()) or "none"
         raise ValueError(f"IP-Adapter {name!r} is not installed under models/ipadapters/ (installed: {have}).")
     device, dtype = backbone.device, backbone.dtype
-    key = (_stat_key(path), id(backbone.unet), str(device), dtype)
+    key = (_stat_key(path), _unet_number(backbone.unet), str(device), dtype)
 
     def make() -> LoadedAdapter:
         file = read_ip_adapter(path.stem, path)
@@ -213,7 +229,7 @@ class IPAdapterRun:
 def _build_processors(unet, prepared: list) -> dict:
     """{name: processor} for the UNet's cross-attention layers, by diffusers' converter, with one
     to_k_ip/to_v_ip pair per unit (a unit may repeat an adapter); kept per set of adapters."""
-    key = (id(unet), tuple(p.adapter.key for p in prepared))
+    key = (_unet_number(unet), tuple(p.adapter.key for p in prepared))
 
     def make() -> dict:
         from diffusers.utils import is_accelerate_available
