@@ -21,9 +21,6 @@ scale; the unit's window sets it to 0 outside [start, end] (diffusers has no win
 from __future__ import annotations
 
 import contextlib
-import itertools
-import threading
-import weakref
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -31,6 +28,7 @@ import torch
 from PIL import Image
 
 from .control import in_window
+from .kept import Kept, number
 from .loading.ipadapters import (IPAdapterFile, check_fits, find_encoder, find_ip_adapter, installed_ip_adapters,
                                  is_ip_adapter, load_encoder, read_ip_adapter)
 
@@ -51,52 +49,14 @@ def a1111_module(name: str) -> str:
 
 # -- files and encoders, kept while unchanged ---------------------------------------------------
 
-class _Kept:
-    """A few loaded things, keyed by what they were made from (a file's path, size and mtime, the
-    device and dtype): a second generation with the same adapter reads nothing."""
-
-    def __init__(self, keep: int):
-        self.keep, self._items, self._lock = keep, {}, threading.Lock()
-
-    def get(self, key, make):
-        with self._lock:
-            if key in self._items:
-                self._items[key] = self._items.pop(key)       # most recent last
-                return self._items[key]
-        value = make()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.keep:
-                self._items.pop(next(iter(self._items)))
-        return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
 # few: an SDXL adapter is 0.7 GB and ViT-bigG 3.7 GB in fp16, and they stay on the backbone's device
-_files, _encoders, _processors = _Kept(2), _Kept(1), _Kept(1)
+_files, _encoders, _processors = Kept(2), Kept(1), Kept(1)
 
 
 def forget() -> None:
     """Drop every kept adapter, encoder and processor set (after running out of memory)."""
     for kept in (_files, _encoders, _processors):
         kept.clear()
-
-
-# Kept things are keyed by a number given to each UNet once and never reused, not by id(): CPython
-# hands a freed UNet's address to the next object, and an evicted backbone's UNet is freed.
-_unet_numbers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_next_number, _numbers_lock = itertools.count(), threading.Lock()
-
-
-def _unet_number(unet) -> int:
-    with _numbers_lock:
-        number = _unet_numbers.get(unet)
-        if number is None:
-            number = _unet_numbers[unet] = next(_next_number)
-        return number
 
 
 def _stat_key(path) -> tuple:
@@ -122,7 +82,7 @@ def load_adapter(name: str, backbone) -> LoadedAdapter:
         have = ", ".join(installed_ip_adapters()) or "none"
         raise ValueError(f"IP-Adapter {name!r} is not installed under models/ipadapters/ (installed: {have}).")
     device, dtype = backbone.device, backbone.dtype
-    key = (_stat_key(path), _unet_number(backbone.unet), str(device), dtype)
+    key = (_stat_key(path), number(backbone.unet), str(device), dtype)
 
     def make() -> LoadedAdapter:
         file = read_ip_adapter(path.stem, path)
@@ -229,7 +189,7 @@ class IPAdapterRun:
 def _build_processors(unet, prepared: list) -> dict:
     """{name: processor} for the UNet's cross-attention layers, by diffusers' converter, with one
     to_k_ip/to_v_ip pair per unit (a unit may repeat an adapter); kept per set of adapters."""
-    key = (_unet_number(unet), tuple(p.adapter.key for p in prepared))
+    key = (number(unet), tuple(p.adapter.key for p in prepared))
 
     def make() -> dict:
         from diffusers.utils import is_accelerate_available

@@ -33,6 +33,7 @@ from typing import Iterator
 import torch
 
 from . import limits
+from .kept import Kept, number
 from .loading import models_dir
 from .loading.safe_load import CHECKPOINT_SUFFIXES, load_state_dict
 from .models import FAMILY_NAMES, Backbone
@@ -271,20 +272,12 @@ class _Files:
     the same backbone asks: a weight change costs no reading."""
 
     def __init__(self, keep: int = 8):
-        self.keep, self._cache, self._lock = keep, {}, threading.Lock()
+        self._kept = Kept(keep)
 
     def get(self, name: str, path: Path, backbone: Backbone) -> LoraFile:
         stat = path.stat()
-        key = (str(path), stat.st_size, stat.st_mtime_ns, id(backbone.unet))
-        with self._lock:
-            if key in self._cache:
-                return self._cache[key]
-        lora = read_lora(name, path, backbone)
-        with self._lock:
-            self._cache[key] = lora
-            while len(self._cache) > self.keep:
-                self._cache.pop(next(iter(self._cache)))
-        return lora
+        key = (str(path), stat.st_size, stat.st_mtime_ns, number(backbone.unet))
+        return self._kept.get(key, lambda: read_lora(name, path, backbone))
 
 
 _files = _Files()
