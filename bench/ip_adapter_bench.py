@@ -59,7 +59,7 @@ def build(tiny: bool, device, dtype, folder: Path):
         unet, vae, te, tok, sched = p["unet"], p["vae"], p["text_encoder"], p["tokenizer"], p["scheduler_config"]
         widths, shape, resampler = TINY_H, None, None
     else:
-        from bench import bench as sd15   # the SD1.5 bench's random-weight build
+        import bench as sd15   # bench/bench.py (this folder is first on sys.path): its random-weight build
         unet, vae, te, tok, _, sched = sd15.build("cpu", torch.float32, n_controlnets=0)
         widths, shape, resampler = VIT_H, VIT_H_SHAPE, PLUS_SD15
     net = ControlNetModel.from_unet(unet, **({"conditioning_embedding_out_channels": (16, 32)} if tiny else {}))
