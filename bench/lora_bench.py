@@ -196,7 +196,8 @@ def bench_family(family: str, device, dtype, tiny: bool, runs: int, folder: Path
 
     out["ratio eager / fast, 1 LoRA"] = out["1 LoRA, eager"]["s_per_image"] / out["1 LoRA, fast"]["s_per_image"]
 
-    # the application alone: into the LoRA layers and out again, no image (text-encoder parts included)
+    # the application alone, no image: eager, into the LoRA layers and out again; fast, into the
+    # views' slots (UNet and text encoders)
     for k in (1, 3):
         names = [a, b, c][:k]
         chosen = lambda order, w: loras.resolve([LoraChoice(n, w) for n in order])[0]   # noqa: E731
@@ -215,7 +216,9 @@ def bench_family(family: str, device, dtype, tiny: bool, runs: int, folder: Path
         out[f"apply {k}, fast, swap"] = statistics.median(swaps)
         weights = [_seconds(apply(names, w, views)) for w in [0.3, 0.8] * runs]
         out[f"apply {k}, fast, weight change"] = statistics.median(weights)
-        views.drop(backbone.unet)
+        for module in (backbone.unet, backbone.text_encoder, backbone.text_encoder_2):
+            if module is not None:
+                views.drop(module)
 
     # diffusers' pipeline with the LoRA as shipped, on the same weights (last: it changes them in place)
     try:

@@ -148,8 +148,9 @@ def _lock_for(backbone: Backbone) -> _Exclusive:
 @dataclass(frozen=True)
 class Applied:
     """What a generation runs on inside `applied`: the backbone itself, or (on the fast path) a
-    copy of it whose UNet is a LoRA view (engine/lora_slots.py); `fast` says whether the fast
-    path may serve it (False when the LoRAs sit in the locked UNet itself, the eager way)."""
+    copy of it whose UNet and text encoders are LoRA views (engine/lora_slots.py); `fast` says
+    whether the fast path may serve it (False when the LoRAs sit in the locked UNet itself, the
+    eager way)."""
 
     backbone: Backbone
     fast: bool
@@ -161,10 +162,10 @@ def applied(backbone: Backbone, chosen: list[tuple[LoraChoice, Path]], views=Non
     """Inside the block the chosen LoRAs act, each at its weight; after it the backbone's modules
     are the original modules again, bit for bit.
 
-    The text encoders carry them in place (they run once per generation, eagerly). The UNet: with
-    `views` (a `lora_slots.LoraViews`, the fast path's), the LoRAs go into the slots of a view that
-    shares the UNet's weights, which the block's `Applied.backbone` runs, and the UNet itself is
-    never touched; without, or for a LoRA the slots cannot hold, into the UNet in place. `alone`:
+    With `views` (a `lora_slots.LoraViews`, the fast path's), the LoRAs go into the slots of views
+    that share the UNet's and the text encoders' weights, which the block's `Applied.backbone`
+    runs, and the backbone's modules are never touched; without, or for a LoRA the slots cannot
+    hold, into the UNet and the text encoders in place, taken out after the block. `alone`:
     the generation has the backbone to itself even without LoRAs (it sets IP-Adapter processors)."""
     if not chosen:
         lock = _lock_for(backbone)
@@ -179,21 +180,25 @@ def applied(backbone: Backbone, chosen: list[tuple[LoraChoice, Path]], views=Non
 
     files = [_files.get(choice.name, path, backbone) for choice, path in chosen]
     with _lock_for(backbone).exclusive():
-        view = None
+        swapped = {}          # module name -> its LoRA view's module (the fast path's way)
         if views is not None:
             try:
-                parts = [(lora, part, choice.weight) for (choice, _), lora in zip(chosen, files)
-                         if (part := views.part(lora)) is not None]
-                view = views.view_for(backbone.unet, parts) if parts else None
+                parts = [(lora, views.parts(lora), choice.weight) for (choice, _), lora in zip(chosen, files)]
+                for key in ("unet", *TEXT_ENCODERS):
+                    module = getattr(backbone, key)
+                    held = [(lora, p[key], weight) for lora, p, weight in parts if key in p]
+                    if module is not None and held:
+                        swapped[key] = views.view_for(module, held).module
             except lora_slots.SlotsUnsupported as e:
                 log.warning("the LoRAs cannot go on the fast path (%s); this generation runs eagerly", e)
-                views = None
+                views, swapped = None, {}
         names = {"unet": [], **{p: [] for p in TEXT_ENCODERS}}
         weights = {"unet": [], **{p: [] for p in TEXT_ENCODERS}}
         try:
-            for i, ((choice, _), lora) in enumerate(zip(chosen, files)):
+            eager = list(zip(chosen, files)) if views is None else []    # else the views hold every part
+            for i, ((choice, _), lora) in enumerate(eager):
                 adapter = f"studio_lora_{i}"
-                if lora.unet and views is None:
+                if lora.unet:
                     StableDiffusionLoraLoaderMixin.load_lora_into_unet(
                         lora.unet, lora.network_alphas, backbone.unet, adapter_name=adapter)
                     names["unet"].append(adapter)
@@ -216,12 +221,12 @@ def applied(backbone: Backbone, chosen: list[tuple[LoraChoice, Path]], views=Non
             for prefix in TEXT_ENCODERS:
                 if names[prefix]:
                     set_weights_and_activate_adapters(getattr(backbone, prefix), names[prefix], weights[prefix])
-            runs_on = backbone if view is None else replace(backbone, unet=view.module)
-            yield Applied(runs_on, fast=views is not None)
+            yield Applied(replace(backbone, **swapped) if swapped else backbone, fast=views is not None)
         finally:
-            for module in (backbone.unet, backbone.text_encoder, backbone.text_encoder_2):
-                if module is not None:
-                    _restore(module)
+            if views is None:
+                for module in (backbone.unet, backbone.text_encoder, backbone.text_encoder_2):
+                    if module is not None:
+                        _restore(module)
 
 
 def _restore(model: torch.nn.Module) -> None:

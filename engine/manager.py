@@ -165,7 +165,9 @@ class ModelManager:
         """An evicted model's CUDA graphs and compiled modules go with it: they hold its weights,
         and so do a backbone's LoRA views."""
         if isinstance(model, Backbone) and self._lora_views is not None:
-            self._lora_views.drop(model.unet)
+            for module in (model.unet, model.text_encoder, model.text_encoder_2):
+                if module is not None:
+                    self._lora_views.drop(module)
         if self.predictor is not None and hasattr(self.predictor, "forget"):
             self.predictor.forget(model.unet if isinstance(model, Backbone) else model.net)
         if torch.cuda.is_available():

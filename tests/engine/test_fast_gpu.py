@@ -199,7 +199,7 @@ def test_loras_on_the_fast_path_match_eager_and_a_weight_change_or_swap_recaptur
     fast.predictor.wait_compiled()
     assert fast.predictor.captures == captures, "a weight change or a swap captured new graphs"
     assert counters["stats"]["unique_graphs"] == graphs, "a weight change or a swap compiled again"
-    assert fast.lora_views.layouts == 1
+    assert fast.lora_views.layouts == 2, "views were built anew (one layout each: the UNet, the text encoder)"
     assert np.array_equal(render(plain, fast).images, never), "the backbone's own graph changed"
 
 

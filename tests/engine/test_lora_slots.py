@@ -1,7 +1,7 @@
 """LoRAs on the fast path (issue 27, engine/lora_slots.py), on the CPU: the fast path's own
 bookkeeping (GraphedPredictor's keys, static inputs and cache) with a "graph" that runs the step
 again on its static inputs. A weight change and a swap to a LoRA of the same (or a lower) rank
-keep the view, its tensors and its graph; the pictures equal the eager LoRA path's; a request
+keep the view, its tensors and its graph, and the text encoder's view too; the pictures equal the eager LoRA path's; a request
 without LoRAs afterwards is the never-LoRA picture, bit for bit. The real CUDA graphs and
 torch.compile are tested the same way on the GPU (tests/engine/test_fast_gpu.py)."""
 import logging
@@ -69,6 +69,8 @@ def loras(tmp_path, monkeypatch, tiny_parts):
     cross_only = {k: v for k, v in make_lora(tiny_parts, seed=14, rank=4).items() if "attn2" in k[1] or k[0] != "unet"}
     save_kohya(cross_only, folder / "cross.safetensors")                                            # fewer layers
     save_kohya(make_lora(tiny_parts, seed=15, rank=8), folder / "wide.safetensors")                # higher rank
+    words = {k: v for k, v in make_lora(tiny_parts, seed=16, rank=4, strength=0.6).items() if k[0] != "unet"}
+    save_kohya(words, folder / "words.safetensors")                                                 # encoder only
     return folder
 
 
@@ -110,6 +112,7 @@ def test_weight_change_and_swaps_that_fit_keep_the_view_and_its_graph(tiny_parts
 
     first = both(("ink", 0.8))
     view = fast.lora_views._views[tiny_parts["unet"]][1]
+    words = fast.lora_views._views[tiny_parts["text_encoder"]][1]     # the text encoder's view
     captures, tensors = graphs.captures, _slot_tensors(view)
     assert captures > plain_captures, "the LoRA view got no graph of its own"
     # a weight change, a same-rank swap, a lower-rank swap, a LoRA on fewer layers: same view, same graph
@@ -123,7 +126,9 @@ def test_weight_change_and_swaps_that_fit_keep_the_view_and_its_graph(tiny_parts
     assert graphs.captures == captures, "a weight change or a swap that fits captured a new graph"
     assert fast.lora_views._views[tiny_parts["unet"]][1] is view and _slot_tensors(view) == tensors, \
         "the slot tensors a captured graph reads were replaced"
-    assert fast.lora_views.layouts == 1
+    assert fast.lora_views._views[tiny_parts["text_encoder"]][1] is words and words.fills == 4, \
+        "the text encoder's slots were not reused by the weight change and the swaps"
+    assert fast.lora_views.layouts == 2      # one layout of the UNet, one of the text encoder
     # the backbone's own graph serves a request without LoRAs again, and makes the never-LoRA picture
     assert np.array_equal(render(_req(), fast).images, never)
     assert graphs.captures == captures
@@ -132,7 +137,7 @@ def test_weight_change_and_swaps_that_fit_keep_the_view_and_its_graph(tiny_parts
     with caplog.at_level(logging.INFO, logger="engine.lora_slots"):
         both(("wide", 0.7))
     assert "a larger LoRA slot layout" in caplog.text and "ranks 8" in caplog.text
-    assert graphs.captures > captures and graphs.forgotten == [view.module]
+    assert graphs.captures > captures and graphs.forgotten == [view.module, words.module]
     assert not any(graphs._uses(key, graphs._tokens.get(view.module, -1)) for key in graphs._graphs)
     grown = fast.lora_views._views[tiny_parts["unet"]][1]
     after = graphs.captures
@@ -141,11 +146,11 @@ def test_weight_change_and_swaps_that_fit_keep_the_view_and_its_graph(tiny_parts
     assert np.abs(again - first).max() <= FP32
 
 
-def test_two_loras_share_a_two_slot_view_and_the_unet_stays_untouched(tiny_parts, loras):
+def test_two_loras_share_a_two_slot_view_and_the_backbone_stays_untouched(tiny_parts, loras):
     eager, fast = _managers(tiny_parts)
-    unet = tiny_parts["unet"]
-    before = {k: v.clone() for k, v in unet.state_dict().items()}
-    names = [n for n, _ in unet.named_modules()]
+    unet, encoder = tiny_parts["unet"], tiny_parts["text_encoder"]
+    before = {m: {k: v.clone() for k, v in m.state_dict().items()} for m in (unet, encoder)}
+    names = {m: [n for n, _ in m.named_modules()] for m in (unet, encoder)}
     never = render(_req(), fast).images
     a = render(_req(("ink", 0.8), ("small", -0.6)), eager).images
     b = render(_req(("ink", 0.8), ("small", -0.6)), fast).images
@@ -157,10 +162,22 @@ def test_two_loras_share_a_two_slot_view_and_the_unet_stays_untouched(tiny_parts
     one = render(_req(("ink", 0.8)), fast).images            # one LoRA: a view of its own, kept beside
     assert set(fast.lora_views._views[unet]) == {1, 2}
     assert np.abs(one - render(_req(("ink", 0.8)), eager).images).max() <= FP32
-    # the locked UNet was never wrapped: same layers, same weights, and the same picture
-    assert [n for n, _ in unet.named_modules()] == names
-    assert all(torch.equal(before[k], v) for k, v in unet.state_dict().items())
+    # the locked UNet and text encoder were never wrapped: same layers, same weights, same picture
+    for m in (unet, encoder):
+        assert [n for n, _ in m.named_modules()] == names[m], f"{type(m).__name__} carries LoRA layers"
+        assert all(torch.equal(before[m][k], v) for k, v in m.state_dict().items())
     assert np.array_equal(render(_req(), fast).images, never)
+
+
+def test_a_text_encoder_only_lora_runs_on_the_unets_own_graph(tiny_parts, loras):
+    eager, fast = _managers(tiny_parts)
+    never = render(_req(), fast).images
+    captures = fast.predictor.captures
+    a, b = render(_req(("words", 1.0)), eager).images, render(_req(("words", 1.0)), fast).images
+    assert np.abs(b - never).max() > 0.02, "the encoder-only LoRA changed nothing"
+    assert np.abs(a - b).max() <= FP32
+    assert tiny_parts["unet"] not in fast.lora_views._views, "a LoRA without UNet layers made a UNet view"
+    assert fast.predictor.captures == captures, "the plain UNet's graph was not reused"
 
 
 def test_evicting_the_backbone_forgets_its_views(tiny_parts, loras):
@@ -169,4 +186,5 @@ def test_evicting_the_backbone_forgets_its_views(tiny_parts, loras):
     view = fast.lora_views._views[tiny_parts["unet"]][1]
     fast.evict("tiny")
     assert view.module in fast.predictor.forgotten and tiny_parts["unet"] not in fast.lora_views._views
+    assert tiny_parts["text_encoder"] not in fast.lora_views._views
     assert not fast.predictor._graphs
