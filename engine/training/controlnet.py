@@ -8,7 +8,9 @@ v-prediction backbones such as SD 2.x 768-v: `objective`); captions become "" wi
 paper) so the net learns to read the condition by itself. In small-compute mode only the
 middle block is connected for the first `mid_only_steps` steps, then every link.
 
-Runs on one GPU, the CPU, or several processes through accelerate (`launch_processes`).
+Runs on one GPU, the CPU, or several processes through accelerate (`launch_processes`): each
+process trains on its slice of every step's global batch, with the random draws one process of
+the whole batch would make (`draws`), and only the main process writes checkpoints and logs.
 Checkpoints are diffusers folders; a run resumes from its last one, so a long run can be
 done in stages of a few minutes (`max_seconds`).
 """
@@ -24,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..loading import load_backbone_components
-from . import checkpoints, data, objective
+from . import checkpoints, data, draws, objective
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.mid_only_steps < 0 or self.eval_every < 0:
             raise ValueError("mid_only_steps and eval_every must be 0 or more")
-        if self.timesteps not in ("uniform", "cubic"):
+        if self.timesteps not in draws.TIMESTEP_SCHEDULES:
             raise ValueError(f"timesteps {self.timesteps!r}: use uniform or cubic")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision {self.mixed_precision!r}: use auto, no, bf16 or fp16")
@@ -151,11 +153,12 @@ def train(cfg: TrainConfig, parts: dict | None = None) -> Path:
     size = cfg.resolution or int(unet.config.sample_size) * vae_scale(vae)
 
     ckpt = checkpoints.latest(out)
-    start, seconds_before = 0, 0.0
+    start, seconds_before, resumed_loss = 0, 0.0, None
     if ckpt is not None:
         controlnet = ControlNetModel.from_pretrained(str(ckpt / "controlnet"), torch_dtype=torch.float32)
         state = checkpoints.read_state(ckpt)
         start, seconds_before = state["step"], float(state.get("seconds_total", 0.0))
+        resumed_loss = state.get("loss_ema")   # the logged loss goes on as if never interrupted
         acc.print(f"resuming from {ckpt} (step {start})")
     elif cfg.init_from:
         # A related condition's net (e.g. scribble for canny) already knows where lines put things.
@@ -206,23 +209,22 @@ def train(cfg: TrainConfig, parts: dict | None = None) -> Path:
 
     if start == 0 and cfg.eval_every and acc.is_main_process:
         evaluate(0, None)
-    step, loss_ema = start, None
+    step, loss_ema = start, resumed_loss
     ended_early = False
     while step < cfg.steps:
         batch = next(batches)
-        # Noise, timesteps and dropout come from (seed, step, process): a resumed run draws the same.
-        g = torch.Generator(acc.device).manual_seed(cfg.seed * 1_000_003 + step * 101 + acc.process_index)
         px = batch["pixel_values"].to(acc.device)
         cond = batch["conditioning_pixel_values"].to(acc.device)
         ids = batch["input_ids"].to(acc.device)
-        drop = torch.rand(ids.shape[0], generator=g, device=acc.device) < cfg.prompt_dropout
+        # one generator per sample of the global batch: N processes draw what one would (draws)
+        gens = draws.generators(cfg.seed, step, acc.process_index * cfg.batch_size, ids.shape[0], acc.device)
+        drop = draws.uniform(gens, acc.device) < cfg.prompt_dropout
         ids = torch.where(drop[:, None], empty_ids.expand_as(ids), ids)
         with torch.no_grad(), acc.autocast():
-            latents = vae.encode(px).latent_dist.sample(g).float() * vae.config.scaling_factor
+            latents = vae.encode(px).latent_dist.sample(gens).float() * vae.config.scaling_factor
             text = text_encoder(ids)[0]
-        noise = torch.randn(latents.shape, generator=g, device=acc.device)
-        t = _draw_timesteps(cfg.timesteps, noise_scheduler.config.num_train_timesteps, latents.shape[0], g,
-                            acc.device)
+        noise = draws.noise(gens, latents.shape, acc.device)
+        t = draws.timesteps(cfg.timesteps, noise_scheduler.config.num_train_timesteps, gens, acc.device)
         noisy, target = objective.noisy_and_target(noise_scheduler, latents, noise, t)
         with acc.autocast():
             pred = controlled_noise_pred(unet, controlnet, noisy, t, text, cond, mid_only=step < cfg.mid_only_steps)
@@ -261,13 +263,6 @@ def train(cfg: TrainConfig, parts: dict | None = None) -> Path:
     acc.wait_for_everyone()
     acc.end_training()
     return final
-
-
-def _draw_timesteps(kind: str, total: int, n: int, g: torch.Generator, device) -> torch.Tensor:
-    if kind == "cubic":
-        u = torch.rand(n, generator=g, device=device)
-        return ((1 - u ** 3) * total).long().clamp(0, total - 1)
-    return torch.randint(0, total, (n,), generator=g, device=device)
 
 
 def _out_of_time(acc, started: float, steps_done: int, budget: float) -> bool:

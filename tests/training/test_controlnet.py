@@ -128,13 +128,27 @@ def test_training_can_start_from_another_controlnet(tiny_world_backbone, tmp_pat
 
 
 def test_cubic_timesteps_favour_the_noisy_end_and_stay_in_range():
-    from engine.training.controlnet import _draw_timesteps
-    g = torch.Generator().manual_seed(0)
-    cubic = _draw_timesteps("cubic", 1000, 20000, g, "cpu")
-    uniform = _draw_timesteps("uniform", 1000, 20000, g, "cpu")
-    assert 0 <= int(cubic.min()) and int(cubic.max()) <= 999
+    from engine.training import draws
+    cubic = draws.timesteps("cubic", 1000, draws.generators(0, 0, 0, 20000, "cpu"), "cpu")
+    uniform = draws.timesteps("uniform", 1000, draws.generators(0, 1, 0, 20000, "cpu"), "cpu")
+    assert 0 <= int(cubic.min()) and int(cubic.max()) <= 999 and 0 <= int(uniform.min()) and int(uniform.max()) <= 999
     # P(t >= 500) is 1 - 0.5**(1/3) ~ 0.79... under cubic: 1 - u**3 >= 0.5 when u <= 0.794
     assert (cubic >= 500).float().mean() > 0.75 > 0.55 > (uniform >= 500).float().mean()
+
+
+def test_a_samples_draws_depend_on_its_place_in_the_global_batch_not_on_the_process():
+    from engine.training import draws
+
+    def step_draws(first, n, step=3):
+        gens = draws.generators(7, step, first, n, "cpu")
+        return draws.uniform(gens, "cpu"), draws.noise(gens, (n, 2, 4, 4), "cpu"), draws.timesteps("cubic", 1000, gens, "cpu")
+
+    whole = step_draws(0, 4)
+    halves = [torch.cat(parts) for parts in zip(step_draws(0, 2), step_draws(2, 2))]
+    for a, b in zip(whole, halves):
+        assert torch.equal(a, b)
+    # the samples of a step differ from each other and from the next step's
+    assert len(set(whole[2].tolist())) > 1 and not torch.equal(whole[1], step_draws(0, 4, step=4)[1])
 
 
 def test_unknown_timestep_schedule_is_refused(tmp_path):
