@@ -5,13 +5,15 @@ SD1.5's architecture from engine/configs/sd15 with random weights, a ViT-H/14-si
 encoder (32 layers, 1280 wide, projection 1024) and h94-layout adapters for that UNet (basic:
 4 tokens; plus: the Resampler, 16 queries, 768 wide, 12 heads), written as files under a
 temporary models/ipadapters/, fp16, 512x512, 20 UniPC steps, CFG 7.5. Cases: no unit (fast path
-and eager), one basic unit, one plus unit, a basic unit beside a ControlNet (IP-Adapter runs are
-eager: the fast path's CUDA graphs hold the UNet's own processors), diffusers with the basic and
-the plus adapter. `first_call_s` of a unit's case includes reading the file and building its
-processors; later calls reuse them. Also the max pixel difference to diffusers (basic, plus).
+and eager), one basic unit (fast path and eager), one plus unit, two units (basic and plus), a
+basic unit beside a ControlNet, a basic unit whose picture and weight change every call (the
+graphs read them from buffers: no capture), diffusers with the basic and the plus adapter (and,
+with --compile-diffusers, its UNet compiled as diffusers' docs say). `first_call_s` of a unit's
+case includes reading the file, building its processors and capturing; later calls reuse them.
+Also the max pixel difference to diffusers (basic, plus).
 Writes results-ip-adapter.json beside this file (--tiny: in its temporary folder) and prints a table.
 
-    python3 bench/ip_adapter_bench.py [--runs 5] [--tiny]
+    python3 bench/ip_adapter_bench.py [--runs 5] [--tiny] [--compile-diffusers]
 
 --tiny runs the same code on tests/tiny_models' SD1.5-shaped models and a tiny encoder, 64x64,
 2 steps, on the CPU when there is no GPU: the check that the bench itself works.
@@ -95,8 +97,8 @@ def timed(fn, runs, device):
     return {"s_per_image": statistics.median(times), "first_call_s": first, "peak_gb": peak}, out
 
 
-def picture(size):
-    rng = np.random.default_rng(0)
+def picture(size, seed=0):
+    rng = np.random.default_rng(seed)
     p = np.zeros((size, size, 3), np.uint8)
     p[:] = rng.integers(0, 255, 3)
     p[size // 4:size // 2, size // 5:size // 2] = rng.integers(0, 255, 3)
@@ -107,6 +109,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--compile-diffusers", action="store_true", help="also time diffusers with its UNet compiled")
     args = ap.parse_args()
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
@@ -122,7 +125,7 @@ def main():
     control = np.zeros((size, size, 3), np.uint8)
     control[size // 4:3 * size // 4, size // 2 - 2:size // 2 + 2] = 255
 
-    def engine_runner(units, fast):
+    def engine_runner(units, fast, changing=False):
         m = ModelManager(device=device, dtype=dtype, fast=fast and cuda)
         if fast and cuda:
             m.predictor = GraphedPredictor()
@@ -130,9 +133,17 @@ def main():
         m.add(ControlModel("cn", net))
         req = GenerationRequest(backbone="bench", prompt=PROMPT, units=tuple(units), width=size, height=size,
                                 steps=steps, cfg_scale=SCALE, seed=0, sampler="unipc")
-        return lambda: render(req, m).images
+        calls = iter(range(10 ** 6))
 
-    def diffusers_runner(weight_name):
+        def run():
+            if not changing:
+                return render(req, m).images
+            i = next(calls)   # another picture and weight each call, same adapter
+            unit = ControlUnit(units[0].model, picture(size, seed=i), weight=0.5 + 0.1 * (i % 5))
+            return render(req.replace(units=(unit,)), m).images
+        return run
+
+    def diffusers_runner(weight_name, compiled=False):
         import copy
         pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=copy.deepcopy(unet),
                                        scheduler=UniPCMultistepScheduler.from_config(sched), safety_checker=None,
@@ -141,6 +152,9 @@ def main():
         pipe.to(device=device, dtype=dtype)
         pipe.set_ip_adapter_scale(0.8)
         pipe.set_progress_bar_config(disable=True)
+        if compiled:
+            pipe.unet.to(memory_format=torch.channels_last)
+            pipe.unet = torch.compile(pipe.unet, mode="reduce-overhead", fullgraph=True)
         return lambda: pipe(PROMPT, num_inference_steps=steps, guidance_scale=SCALE, height=size, width=size,
                             generator=torch.Generator("cpu").manual_seed(0), ip_adapter_image=Image.fromarray(face),
                             output_type="np").images
@@ -148,8 +162,12 @@ def main():
     basic = ControlUnit("ip-adapter_sd15", face, weight=0.8)
     plus = ControlUnit("ip-adapter-plus_sd15", face, weight=0.8)
     cases = {"no unit, fast path": engine_runner([], True), "no unit, eager": engine_runner([], False),
-             "1 IP-Adapter (basic)": engine_runner([basic], True), "1 IP-Adapter (plus)": engine_runner([plus], True),
-             "IP-Adapter + ControlNet": engine_runner([basic, ControlUnit("cn", control)], True)}
+             "1 IP-Adapter (basic)": engine_runner([basic], True),
+             "1 IP-Adapter (basic), eager": engine_runner([basic], False),
+             "1 IP-Adapter (plus)": engine_runner([plus], True),
+             "2 IP-Adapters (basic + plus)": engine_runner([basic, plus], True),
+             "IP-Adapter + ControlNet": engine_runner([basic, ControlUnit("cn", control)], True),
+             "1 IP-Adapter, new picture and weight each call": engine_runner([basic], True, changing=True)}
     results = {"device": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
                "torch": torch.__version__, "diffusers": diffusers.__version__, "date": time.strftime("%Y-%m-%d"),
                "dtype": str(dtype), "size": size, "steps": steps, "cases": {}, "parity_vs_diffusers_px": {}}
@@ -162,6 +180,15 @@ def main():
         results["cases"][name], ref = timed(diffusers_runner(weights), runs, device)
         results["parity_vs_diffusers_px"][ours] = float(np.abs(outs[ours] - ref).max() * 255)
         print(name, json.dumps(results["cases"][name]), flush=True)
+    if args.compile_diffusers and cuda:
+        name = "diffusers compiled, basic"
+        try:
+            results["cases"][name], _ = timed(diffusers_runner("ip-adapter_sd15.safetensors", compiled=True), runs,
+                                              device)
+            print(name, json.dumps(results["cases"][name]), flush=True)
+        except Exception as e:   # a compile failure is a finding, not the end of the bench
+            results["cases_failed"] = {name: f"{type(e).__name__}: {e}"[:500]}
+            print(name, "failed:", e, flush=True)
     ip_adapter.forget()
     # the tiny check's numbers mean nothing: they stay in the temporary folder
     out = root / "results-ip-adapter-tiny.json" if args.tiny else Path(__file__).resolve().parent / "results-ip-adapter.json"

@@ -202,13 +202,13 @@ def denoise(backbone: Backbone, units: list, request, width: int, height: int, s
     before each evaluation in its window, a reference unit's pass writes the bank the main
     UNet call reads; such a run is eager (the fast path's graphs hold no hooks). `ip_adapters`
     (engine.ip_adapter.IPAdapterRun, its processors already on the UNet) gets each step's
-    index to set its units' scales by their windows; such a run is eager too.
+    index to set its units' scales by their windows, and goes to `predict` with each step.
     `init_latents` (scaled, at this size) start an img2img run in place of the VAE-encoded
     init_image, and `run_steps` fixes how many steps it runs: the hires fix's second pass
     (engine.hires)."""
     with reference.attached(backbone.unet, list(references)) as bank:
         return _denoise(backbone, units, request, width, height, seeds, callback, stop,
-                        None if references or ip_adapters else predict, list(references), bank, init_latents,
+                        None if references else predict, list(references), bank, init_latents,
                         run_steps, ip_adapters)
 
 
@@ -260,6 +260,8 @@ def _denoise(backbone, units, request, width, height, seeds, callback, stop, pre
         extra = {"added": added} if added is not None else {}
         if ip_adapters is not None:
             ip_adapters.step(i, total)
+            if predict is not None:
+                extra["ip"] = ip_adapters
         refs = [r for r in references if in_window(i, total, r.start, r.end)]
         if refs:
             reference.write(unet, bank, refs, t, text, scheduler.alphas_cumprod, cfg, added)

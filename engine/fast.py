@@ -119,9 +119,10 @@ class GraphedPredictor:
                 token = self._tokens[module] = next(self._next_token)
             return token
 
-    def _key(self, unet, units, x, t, text, cfg_scale, added=None):
+    def _key(self, unet, units, x, t, text, cfg_scale, added=None, ip=None):
         shapes = None if added is None else tuple((k, tuple(v.shape)) for k, v in sorted(added.items()))
         return (self._token(unet), tuple(x.shape), x.dtype, tuple(text.shape), t.dtype, cfg_scale is not None, shapes,
+                None if ip is None else ip.graph_key(),
                 tuple((self._token(u.net), u.cond_only, u.pooled, u.mask is not None, tuple(u.embedding.shape))
                       for u in units))
 
@@ -147,13 +148,15 @@ class GraphedPredictor:
                 self._pool = None
                 _release_cublas_workspaces()
 
-    def __call__(self, unet, units, x, t, text, cfg_scale, added: dict | None = None):
+    def __call__(self, unet, units, x, t, text, cfg_scale, added: dict | None = None, ip=None):
+        """`ip`: the generation's engine.ip_adapter.IPAdapterRun, whose processors are on the UNet
+        and read its token buffers and scale tensors: a graph of such a step is keyed by it."""
         if any(not isinstance(u, PreparedUnit) or u.union is not None for u in units):
             # T2I-Adapter and Union units run eagerly: their graphs are not captured yet (bench/RESULTS.md)
             self.eager_calls += 1
             return predict_noise(unet, units, x, t, text, cfg_scale, added=added)
         t = t if torch.is_tensor(t) else torch.tensor(t)
-        key = self._key(unet, units, x, t, text, cfg_scale, added)
+        key = self._key(unet, units, x, t, text, cfg_scale, added, ip)
         with self._lock:
             g = self._graphs.get(key)
             ready = self._ready.pop(key, None)
@@ -165,7 +168,9 @@ class GraphedPredictor:
             if g is None:
                 g = self._capture(self._static(unet, units, x, t, text, cfg_scale, compiled=False, added=added))
                 self._store(key, g)
-                if self.compile and key not in self._pending and not isinstance(g, _Eager):
+                # IP-Adapter processors are on the UNet only during their generation, and the
+                # compile runs after it: such graphs stay plain
+                if self.compile and ip is None and key not in self._pending and not isinstance(g, _Eager):
                     self._pending[key] = (unet, units, x, t, text, cfg_scale, added)
         if isinstance(g, _Eager):
             return predict_noise(unet, units, x, t, text, cfg_scale, added=added)

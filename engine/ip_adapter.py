@@ -167,6 +167,54 @@ class _Fed:
         return self.processor(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
 
 
+class _Scale:
+    """A unit's scale as diffusers' processor reads it: `scale == 0` skips the unit, `scale * x`
+    weighs its attention. The number lives in a tensor, so a CUDA graph captured with it reads
+    each step's value; whether it is 0 is a Python flag, part of the fast path's graph key."""
+
+    def __init__(self, device):
+        with torch.inference_mode():
+            self.value = torch.zeros((), device=device)
+        self.active = False
+
+    def set(self, weight: float) -> None:
+        self.active = weight != 0
+        with torch.inference_mode():
+            self.value.fill_(weight)
+
+    def __eq__(self, other):
+        return other == 0 and not self.active
+
+    __hash__ = object.__hash__
+
+    def __mul__(self, other):
+        return self.value * other
+
+    __rmul__ = __mul__
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+
+@dataclass(eq=False)
+class _ProcessorSet:
+    """The processors of one set of adapters on one UNet, with the scales and image-token buffers
+    every generation with that set writes into (so graphs captured with them stay valid)."""
+
+    processors: dict               # name -> diffusers' IPAdapterAttnProcessor2_0
+    scales: list = None            # one _Scale per unit, shared by every processor
+    tokens: dict = None            # token shapes -> one buffer per unit
+
+    def buffers(self, tokens: list) -> list:
+        shapes = tuple((tuple(t.shape), t.dtype, str(t.device)) for t in tokens)
+        if self.tokens is None:
+            self.tokens = {}
+        if shapes not in self.tokens:
+            with torch.inference_mode():
+                self.tokens[shapes] = [torch.empty_like(t) for t in tokens]
+        return self.tokens[shapes]
+
+
 @dataclass
 class IPAdapterRun:
     """The units of one generation's pass and the processors that read them; `step(i, total)`
@@ -174,24 +222,33 @@ class IPAdapterRun:
 
     units: list
     processors: list               # diffusers' IPAdapterAttnProcessor2_0, one per cross-attention layer
-    tokens: list
+    tokens: list                   # the set's buffers the processors read, this generation's tokens in them
+    scales: list
+    number: int                    # the processor set's number: graphs of this run are keyed by it
 
     def use(self, units: list) -> None:
         """The units of the pass about to run (same adapters, in the same order; hires passes)."""
-        self.units, self.tokens = list(units), [u.tokens for u in units]
+        self.units = list(units)
+        with torch.inference_mode():
+            for buffer, unit in zip(self.tokens, self.units):
+                buffer.copy_(unit.tokens)
 
     def step(self, i: int, total: int) -> None:
-        scales = [u.weight if in_window(i, total, u.start, u.end) else 0.0 for u in self.units]
-        for processor in self.processors:
-            processor.scale = list(scales)
+        for scale, unit in zip(self.scales, self.units):
+            scale.set(unit.weight if in_window(i, total, unit.start, unit.end) else 0.0)
+
+    def graph_key(self) -> tuple:
+        """What a CUDA graph of a step of this run bakes in: the processors and buffers, and
+        which units act at this step (an inactive one is skipped, as diffusers does)."""
+        return self.number, tuple(tuple(t.shape) for t in self.tokens), tuple(s.active for s in self.scales)
 
 
-def _build_processors(unet, prepared: list) -> dict:
-    """{name: processor} for the UNet's cross-attention layers, by diffusers' converter, with one
+def _build_processors(unet, prepared: list) -> _ProcessorSet:
+    """The processors for the UNet's cross-attention layers, by diffusers' converter, with one
     to_k_ip/to_v_ip pair per unit (a unit may repeat an adapter); kept per set of adapters."""
     key = (number(unet), tuple(p.adapter.key for p in prepared))
 
-    def make() -> dict:
+    def make() -> _ProcessorSet:
         from diffusers.utils import is_accelerate_available
         # accelerate's empty init: no random init of layers about to be overwritten (SDXL's are 0.7 GB)
         with torch.no_grad():
@@ -200,7 +257,7 @@ def _build_processors(unet, prepared: list) -> dict:
         built = {name: proc for name, proc in built.items() if name.endswith("attn2.processor")}
         for proc in built.values():
             proc.requires_grad_(False)
-        return built
+        return _ProcessorSet(built)
     return _processors.get(key, make)
 
 
@@ -212,11 +269,18 @@ def attached(unet, prepared: list):
     if not prepared:
         yield None
         return
-    built = _build_processors(unet, prepared)
+    found = _build_processors(unet, prepared)
+    built = found.processors
     dtype, device = unet.dtype, unet.device
     for proc in built.values():
         proc.to(device=device, dtype=dtype)
-    run = IPAdapterRun(list(prepared), list(built.values()), [p.tokens for p in prepared])
+    if found.scales is None or found.scales[0].value.device != device:
+        found.scales = [_Scale(device) for _ in prepared]
+    for proc in built.values():
+        proc.scale = list(found.scales)
+    run = IPAdapterRun(list(prepared), list(built.values()), found.buffers([p.tokens for p in prepared]),
+                       found.scales, number(found))
+    run.use(prepared)
     original = unet.attn_processors
     try:
         fed = {name: (_Fed(built[name], run) if name in built else proc) for name, proc in original.items()}

@@ -57,6 +57,11 @@ def _request(backbone="tiny", units=(), **kw):
     return GenerationRequest(units=tuple(units), **{**base, **kw})
 
 
+def _scales(fed) -> tuple:
+    """The scales a processor reads now (tensors, so the fast path's graphs read each step's)."""
+    return tuple(round(float(s), 4) for s in fed.processor.scale)
+
+
 def _state(unet):
     return {k: v.clone() for k, v in unet.state_dict().items()}, dict(unet.attn_processors)
 
@@ -137,7 +142,7 @@ def test_beside_a_reference_unit_an_adapter_and_a_controlnet_in_a_hires_run(tiny
     hires = dict(steps=2, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", strength=0.6)
     seen = []
     handle = unet.register_forward_pre_hook(lambda m, a: seen.append(
-        [tuple(p.processor.scale) for p in m.attn_processors.values() if isinstance(p, ip_adapter._Fed)][:1]))
+        [_scales(p) for p in m.attn_processors.values() if isinstance(p, ip_adapter._Fed)][:1]))
     try:
         low = render(_request(units=[*others, ControlUnit("ip-adapter_sd15", FACE, hr_option="low")], **hires),
                      tiny_manager)
@@ -159,7 +164,7 @@ def test_window_sets_the_scale_to_zero_outside_it(tiny_manager, tiny_parts, ipad
 
     def hook(module, args):
         fed = [p for p in module.attn_processors.values() if isinstance(p, ip_adapter._Fed)]
-        seen.append([tuple(p.processor.scale) for p in fed])
+        seen.append([_scales(p) for p in fed])
     handle = unet.register_forward_pre_hook(hook)
     try:
         steps = []
@@ -246,19 +251,54 @@ def test_a_unit_reads_its_picture_as_it_is(ipadapters, tmp_path):
 
 
 @pytest.mark.gpu
-def test_on_the_gpu_fast_path_an_ip_adapter_run_leaves_its_graphs_serving_the_same_picture(tiny_parts, ipadapters):
-    """fp16 on CUDA with the fast path: a run with an IP-Adapter unit is eager and equals diffusers;
-    the graphed runs before and after it give the same picture, bit for bit."""
+def test_on_the_gpu_fast_path_ip_adapter_steps_replay_graphs_that_read_each_runs_picture_and_scale(tiny_parts,
+                                                                                                   ipadapters):
+    """fp16 on CUDA: an IP-Adapter run is captured and equals diffusers; a second run with another
+    picture, weight and window replays the same graphs (the buffers and scale tensors they read
+    hold the new run's) and equals the eager path; the plain graph serves the same picture after."""
     p = {k: (copy.deepcopy(v).to("cuda", torch.float16) if isinstance(v, torch.nn.Module) else v)
          for k, v in tiny_parts.items()}
-    manager = ModelManager(device="cuda", dtype=torch.float16, fast=True)
-    manager.add(Backbone("tiny", p["unet"], p["vae"], p["text_encoder"], p["tokenizer"], p["scheduler_config"]))
+    managers = [ModelManager(device="cuda", dtype=torch.float16, fast=fast) for fast in (True, False)]
+    for m in managers:
+        m.add(Backbone("tiny", p["unet"], p["vae"], p["text_encoder"], p["tokenizer"], p["scheduler_config"]))
+    manager, eager = managers
     plain = render(_request(), manager).images
+    captured = manager.predictor.captures
     ours = render(_request(units=[ControlUnit("ip-adapter-plus_sd15", FACE, weight=0.8)]), manager).images
-    assert np.array_equal(render(_request(), manager).images, plain)
+    assert manager.predictor.captures == captured + 1 and manager.predictor.eager_calls == 0
     pipe = _sd_pipe(tiny_parts, ipadapters, "ip-adapter-plus_sd15.bin").to("cuda", torch.float16)
-    ref = _diffusers(pipe, 0.8, [FACE])
-    assert np.abs(ours - ref).max() <= TOLERANCE and np.abs(ours - plain).max() > 0.02
+    assert np.abs(ours - _diffusers(pipe, 0.8, [FACE])).max() <= TOLERANCE and np.abs(ours - plain).max() > 0.02
+    full = render(_request(units=[ControlUnit("ip-adapter-plus_sd15", STREET, weight=0.5)]), manager).images
+    assert manager.predictor.captures == captured + 1, "a new picture and weight replay the same graph"
+    assert np.abs(full - render(_request(units=[ControlUnit("ip-adapter-plus_sd15", STREET, weight=0.5)]),
+                                eager).images).max() <= TOLERANCE
+    assert np.abs(full - ours).max() > 0.02, "the graph still read the first run's picture or scale"
+    windowed = _request(units=[ControlUnit("ip-adapter-plus_sd15", STREET, weight=0.5, end=0.5)], steps=4)
+    assert np.abs(render(windowed, manager).images - render(windowed, eager).images).max() <= TOLERANCE
+    assert np.array_equal(render(_request(), manager).images, plain)
+
+
+def test_on_the_fast_path_a_unit_runs_on_graphs_that_a_new_picture_weight_or_window_reuses(tiny_parts, ipadapters):
+    """The fast path's bookkeeping on the CPU (a "graph" that runs the step again on its static
+    inputs): IP-Adapter steps are captured, keyed by the processor set and which units act; a
+    new picture and weight are copied into the same buffers (no new capture) and give the eager
+    path's picture; a window adds one graph per set of acting units; the plain graph is untouched."""
+    eager, fast = _managers(tiny_parts)
+    plain = render(_request(), fast).images
+    plain_graphs = fast.predictor.captures
+    first = _request(units=[ControlUnit("ip-adapter-plus_sd15", FACE, weight=0.8)])
+    assert np.abs(render(first, fast).images - render(first, eager).images).max() <= 1e-6
+    one_unit = fast.predictor.captures
+    assert one_unit == plain_graphs + 1
+    second = _request(units=[ControlUnit("ip-adapter-plus_sd15", STREET, weight=0.5)])
+    ours = render(second, fast).images
+    assert fast.predictor.captures == one_unit, "a new picture or weight needs no new graph"
+    assert np.abs(ours - render(second, eager).images).max() <= 1e-6
+    assert np.abs(ours - render(first, eager).images).max() > 0.02, "the second picture changed nothing"
+    windowed = _request(units=[ControlUnit("ip-adapter-plus_sd15", FACE, weight=0.8, end=0.5)], steps=4)
+    assert np.abs(render(windowed, fast).images - render(windowed, eager).images).max() <= 1e-6
+    assert fast.predictor.captures == one_unit + 1, "steps past the window have a graph without the unit"
+    assert np.array_equal(render(_request(), fast).images, plain)
 
 
 def test_beside_a_lora_on_the_fast_path_the_run_is_eager_and_the_unet_comes_back(tiny_parts, ipadapters, loras):

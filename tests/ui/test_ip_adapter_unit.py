@@ -58,7 +58,10 @@ def test_an_ip_adapter_unit_reads_its_picture_with_no_annotator_and_comes_back(a
         unit.to_unit(values)
 
 
-def test_the_status_says_an_ip_adapter_run_is_eager(adapters):
-    notes = run_notes(GenerationRequest(prompt="a cat", units=(ControlUnit("ip-adapter_sd15", PICTURE),)))
-    assert any("IP-Adapter" in n and "eagerly" in n for n in notes)
-    assert not any("IP-Adapter" in n for n in run_notes(GenerationRequest(prompt="a cat")))
+def test_the_status_says_an_ip_adapter_run_is_eager_only_beside_loras(adapters):
+    unit = ControlUnit("ip-adapter_sd15", PICTURE)
+    for request in (GenerationRequest(prompt="a cat", units=(unit,), loras=[("ink", 0.8)]),
+                    GenerationRequest(prompt="a cat <lora:ink:0.8>", units=(unit,))):
+        assert any("IP-Adapter" in n and "eagerly" in n for n in run_notes(request))
+    assert not any("IP-Adapter" in n for n in run_notes(GenerationRequest(prompt="a cat", units=(unit,))))
+    assert not any("IP-Adapter" in n for n in run_notes(GenerationRequest(prompt="a cat", loras=[("ink", 0.8)])))
