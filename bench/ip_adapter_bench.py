@@ -6,8 +6,9 @@ encoder (32 layers, 1280 wide, projection 1024) and h94-layout adapters for that
 4 tokens; plus: the Resampler, 16 queries, 768 wide, 12 heads), written as files under a
 temporary models/ipadapters/, fp16, 512x512, 20 UniPC steps, CFG 7.5. Cases: no unit (fast path
 and eager), one basic unit (fast path and eager), one plus unit, two units (basic and plus), a
-basic unit beside a ControlNet, a basic unit whose picture and weight change every call (the
-graphs read them from buffers: no capture), diffusers with the basic and the plus adapter (and,
+basic unit beside a ControlNet, a basic unit beside a rank-32 LoRA (fast path: the LoRA's view;
+and eager), a basic unit whose picture and weight change every call (the graphs read them from
+buffers: no capture), diffusers with the basic and the plus adapter (and,
 with --compile-diffusers, its UNet compiled as diffusers' docs say). `first_call_s` of a unit's
 case includes reading the file, building its processors and capturing; later calls reuse them.
 Also the max pixel difference to diffusers (basic, plus).
@@ -125,14 +126,20 @@ def main():
     control = np.zeros((size, size, 3), np.uint8)
     control[size // 4:3 * size // 4, size // 2 - 2:size // 2 + 2] = 255
 
-    def engine_runner(units, fast, changing=False):
+    from lora_bench import RANK, make_lora    # this folder's LoRA bench: its sd-scripts-like random LoRA
+    from tests.engine.lora_files import save_kohya
+    (root / "loras").mkdir()
+    save_kohya(make_lora({"unet": unet, "text_encoder": te}, 40, ("text_encoder",), 4 if args.tiny else RANK),
+               root / "loras" / "style.safetensors")
+
+    def engine_runner(units, fast, changing=False, loras=()):
         m = ModelManager(device=device, dtype=dtype, fast=fast and cuda)
         if fast and cuda:
             m.predictor = GraphedPredictor()
         m.add(Backbone("bench", unet, vae, te, tok, sched))
         m.add(ControlModel("cn", net))
         req = GenerationRequest(backbone="bench", prompt=PROMPT, units=tuple(units), width=size, height=size,
-                                steps=steps, cfg_scale=SCALE, seed=0, sampler="unipc")
+                                steps=steps, cfg_scale=SCALE, seed=0, sampler="unipc", loras=list(loras))
         calls = iter(range(10 ** 6))
 
         def run():
@@ -167,6 +174,8 @@ def main():
              "1 IP-Adapter (plus)": engine_runner([plus], True),
              "2 IP-Adapters (basic + plus)": engine_runner([basic, plus], True),
              "IP-Adapter + ControlNet": engine_runner([basic, ControlUnit("cn", control)], True),
+             "IP-Adapter + a LoRA": engine_runner([basic], True, loras=[("style", 0.8)]),
+             "IP-Adapter + a LoRA, eager": engine_runner([basic], False, loras=[("style", 0.8)]),
              "1 IP-Adapter, new picture and weight each call": engine_runner([basic], True, changing=True)}
     results = {"device": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
                "torch": torch.__version__, "diffusers": diffusers.__version__, "date": time.strftime("%Y-%m-%d"),

@@ -108,14 +108,14 @@ def render(request: GenerationRequest, manager: ModelManager | None = None, on_s
         # the recipe keeps the prompt as written (tags and all); the encoder reads it without them
         encoded = resolved.replace(prompt=prompt) if prompt != request.prompt else resolved
         # On the fast path a generation's LoRAs sit in a view of the UNet with graphs of its own
-        # (engine/lora_slots.py). IP-Adapter processors are set on the UNet itself, which the
-        # view would not see: beside LoRAs such a run is eager, and its LoRAs go into the UNet too.
+        # (engine/lora_slots.py); IP-Adapter processors go on the UNet the run calls, that view or
+        # the UNet itself, for this generation only (it holds the backbone alone).
         cfg_on = cfg > 1.0
         # each picture's embedding is made once per generation, for both hires passes
         ip_units = [ip_adapter.prepare_ip_adapter(unit, backbone, len(seeds), cfg_on) for unit in ips]
-        views = None if ips else manager.lora_views
-        with manager.placed(nets), loras.applied(backbone, chosen, views, alone=bool(ips)) as lora_run, \
-                _compiles_done(manager, bool(ips)), ip_adapter.attached(backbone.unet, ip_units) as ip_run:
+        with manager.placed(nets), loras.applied(backbone, chosen, manager.lora_views, alone=bool(ips)) as lora_run, \
+                _compiles_done(manager, bool(ips)), \
+                ip_adapter.attached(lora_run.backbone.unet, ip_units, base=backbone.unet) as ip_run:
             predict = manager.predictor if lora_run.fast else None
             runs_on = lora_run.backbone      # the backbone, or its copy whose UNet is a LoRA view
             def prepare(second_pass: bool, w: int, h: int):

@@ -262,14 +262,15 @@ def _build_processors(unet, prepared: list) -> _ProcessorSet:
 
 
 @contextlib.contextmanager
-def attached(unet, prepared: list):
+def attached(unet, prepared: list, base=None):
     """Inside the block the UNet's cross-attention layers read the units' image tokens; yields the
     IPAdapterRun (None, and nothing changed, without units). Afterwards the UNet's own processor
-    objects are back in place."""
+    objects are back in place. `base`: the UNet that `unet` is a LoRA view of (engine.lora_slots),
+    whose processor set the view shares."""
     if not prepared:
         yield None
         return
-    found = _build_processors(unet, prepared)
+    found = _build_processors(unet if base is None else base, prepared)
     built = found.processors
     dtype, device = unet.dtype, unet.device
     for proc in built.values():

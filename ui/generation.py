@@ -81,9 +81,6 @@ def run_notes(request: GenerationRequest) -> list[str]:
     eager = sorted({kind for kind in map(_eager_kind, request.active_units) if kind})
     if eager:
         notes.append(f"steps with a {' or '.join(eager)} unit run without the fast path's CUDA graphs")
-    if any(catalog.is_ip_adapter(u.model) for u in request.active_units) and (
-            request.loras or "<lora:" in request.prompt.lower()):
-        notes.append("an IP-Adapter unit beside LoRAs runs eagerly, without the fast path")
     width, height = request.width or 0, request.height or 0
     seconds = estimate.seconds(request.backbone, width, height, request.batch_size, request.steps)
     long_run = estimate.note(seconds)

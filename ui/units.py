@@ -61,8 +61,10 @@ class Unit:
                                                     label="Style fidelity (Balanced mode only)", visible=False,
                                                     elem_id=f"unit{n}-style-fidelity")
                 with gr.Column(min_width=160):
-                    self.mode = gr.Dropdown(MODE_LABELS, value="balanced", label="Control mode")
-                    self.resize_mode = gr.Dropdown(RESIZE_LABELS, value="crop", label="Resize mode")
+                    self.mode = gr.Dropdown(MODE_LABELS, value="balanced", label="Control mode",
+                                            elem_id=f"unit{n}-mode")
+                    self.resize_mode = gr.Dropdown(RESIZE_LABELS, value="crop", label="Resize mode",
+                                                   elem_id=f"unit{n}-resize-mode")
                     # a ControlNet-Union model reads many kinds of map: which one (auto: the annotator's kind)
                     self.union_type = gr.Dropdown(UNION_LABELS, value=UNION_AUTO, label="Union control type",
                                                   visible=False, elem_id=f"unit{n}-union-type")
@@ -109,7 +111,8 @@ class Unit:
             name = None          # the adapter's image encoder reads the picture itself: no annotator
         try:
             return ControlUnit(model=model or "", image=cmap, weight=weight, start=start, end=end, mode=mode,
-                               mask=_mask_or_none(mask), resize_mode=resize_mode, enabled=bool(enabled),
+                               # a mask left from another model is hidden and not read (model_look)
+                               mask=None if reads_picture(model) else _mask_or_none(mask), resize_mode=resize_mode, enabled=bool(enabled),
                                annotator=name, annotator_params=self.params.read(name, params) if name else {},
                                pose=pose or None,
                                style_fidelity=DEFAULT_STYLE_FIDELITY if fidelity is None else fidelity,
@@ -150,12 +153,17 @@ def is_union_name(model) -> bool:
 
 
 def model_look(model):
-    """A reference unit (no weights: the picture itself is what it reads) shows its style-fidelity
-    slider and calls its map a reference picture, as an IP-Adapter unit does (its image encoder
-    reads the picture; no style fidelity); a Union model's unit shows its control type."""
+    """Updates of (style fidelity, map, union type, mask, control mode, resize mode) for a unit of
+    `model`. A reference unit (no weights: the picture itself is what it reads) shows its style-
+    fidelity slider and calls its map a reference picture, as an IP-Adapter unit does; neither
+    takes a mask (its picture acts on the whole image). An IP-Adapter unit has no control mode or
+    resize mode either: its image encoder crops the picture its own way. A Union model's unit
+    shows its control type."""
+    ip = catalog.is_ip_adapter(model)
     return (gr.update(visible=is_reference(model)),
             gr.update(label="Reference picture" if reads_picture(model) else "Control map"),
-            gr.update(visible=is_union_name(model)))
+            gr.update(visible=is_union_name(model)),
+            gr.update(visible=not reads_picture(model)), gr.update(visible=not ip), gr.update(visible=not ip))
 
 
 def _mask_or_none(mask):
@@ -263,8 +271,8 @@ class UnitStack:
         # queued: a warning from an unqueued event never reaches the page
         unit.map.upload(shown(uploaded), [unit.map, unit.good_map], [unit.map, unit.source, unit.enabled, unit.pose])
         unit.map.change(keep, [unit.map], [unit.good_map], queue=False, show_progress="hidden")
-        unit.model.change(model_look, [unit.model], [unit.style_fidelity, unit.map, unit.union_type], queue=False,
-                          show_progress="hidden")
+        unit.model.change(model_look, [unit.model], [unit.style_fidelity, unit.map, unit.union_type, unit.mask,
+                                                     unit.mode, unit.resize_mode], queue=False, show_progress="hidden")
 
     def follow(self, index: int, component) -> None:
         """Show `component` (e.g. a "send to unit" button) exactly while unit `index` is shown."""

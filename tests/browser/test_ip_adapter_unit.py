@@ -39,6 +39,10 @@ def test_an_ip_adapter_unit_carries_a_picture_and_comes_back_from_itspng_bytes(b
         assert "ip-adapter_sd15" in offered and "reference_only" in offered and "image_encoder" not in offered
         page.locator("#unit1-map").get_by_text("Reference picture").first.wait_for()
         assert not page.locator("#unit1-style-fidelity").is_visible()
+        # no mask, control mode or resize mode: the adapter's encoder reads the whole picture its own way
+        for hidden in ("#unit1-mask", "#unit1-mode", "#unit1-resize-mode"):
+            page.wait_for_selector(hidden, state="hidden", timeout=10_000)
+        assert page.locator("#unit2-mask").is_visible()          # unit 2 (a ControlNet) keeps its mask
         photo = np.zeros((80, 96, 3), np.uint8)
         photo[:] = (30, 160, 60)
         photo[20:60, 30:70] = (230, 200, 20)

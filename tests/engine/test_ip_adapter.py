@@ -252,10 +252,11 @@ def test_a_unit_reads_its_picture_as_it_is(ipadapters, tmp_path):
 
 @pytest.mark.gpu
 def test_on_the_gpu_fast_path_ip_adapter_steps_replay_graphs_that_read_each_runs_picture_and_scale(tiny_parts,
-                                                                                                   ipadapters):
+                                                                                                   ipadapters, loras):
     """fp16 on CUDA: an IP-Adapter run is captured and equals diffusers; a second run with another
     picture, weight and window replays the same graphs (the buffers and scale tensors they read
-    hold the new run's) and equals the eager path; the plain graph serves the same picture after."""
+    hold the new run's) and equals the eager path; beside a LoRA (its view's graphs) too; the
+    plain graph serves the same picture after."""
     p = {k: (copy.deepcopy(v).to("cuda", torch.float16) if isinstance(v, torch.nn.Module) else v)
          for k, v in tiny_parts.items()}
     managers = [ModelManager(device="cuda", dtype=torch.float16, fast=fast) for fast in (True, False)]
@@ -275,6 +276,12 @@ def test_on_the_gpu_fast_path_ip_adapter_steps_replay_graphs_that_read_each_runs
     assert np.abs(full - ours).max() > 0.02, "the graph still read the first run's picture or scale"
     windowed = _request(units=[ControlUnit("ip-adapter-plus_sd15", STREET, weight=0.5, end=0.5)], steps=4)
     assert np.abs(render(windowed, manager).images - render(windowed, eager).images).max() <= TOLERANCE
+    for weight in (0.8, 0.4):
+        both = _request(units=[ControlUnit("ip-adapter-plus_sd15", FACE, weight=weight)], loras=[("ink", weight)])
+        ours = render(both, manager).images
+        assert np.abs(ours - render(both, eager).images).max() <= TOLERANCE
+        assert np.abs(ours - render(both.replace(loras=()), eager).images).max() > 0.02, "the LoRA changed nothing"
+    assert manager.predictor.eager_calls == 0
     assert np.array_equal(render(_request(), manager).images, plain)
 
 
@@ -301,16 +308,29 @@ def test_on_the_fast_path_a_unit_runs_on_graphs_that_a_new_picture_weight_or_win
     assert np.array_equal(render(_request(), fast).images, plain)
 
 
-def test_beside_a_lora_on_the_fast_path_the_run_is_eager_and_the_unet_comes_back(tiny_parts, ipadapters, loras):
-    """IP-Adapter processors go on the UNet itself, so a run with one cannot use the fast path's
-    LoRA view: its LoRAs go into the UNet too, eagerly, and both act; afterwards the UNet is the
-    loaded one and no view or graph was made."""
+def test_beside_loras_on_the_fast_path_the_units_processors_go_on_the_loras_view(tiny_parts, ipadapters, loras):
+    """With LoRAs the run calls a LoRA view of the UNet (engine/lora_slots.py): the IP-Adapter's
+    processors go on the view for the run, so both act on the fast path and equal the eager path
+    (LoRAs in the UNet, processors on it); a weight change of either replays the same graph;
+    afterwards the UNet and the view hold their own processors and the plain picture is unchanged."""
     eager, fast = _managers(tiny_parts)
-    before = _state(tiny_parts["unet"])
+    unet = tiny_parts["unet"]
+    before, own = _state(unet), dict(unet.attn_processors)
+    plain = render(_request(), fast).images
+    plain_graphs = fast.predictor.captures
     req = _request(units=[ControlUnit("ip-adapter_sd15", FACE, weight=0.8)], loras=[("ink", 0.8)])
     a, b = render(req, eager).images, render(req, fast).images
-    assert np.abs(a - b).max() <= 1e-6, float(np.abs(a - b).max())
-    assert fast.predictor.captures == 0 and not fast.lora_views._views
+    assert np.abs(a - b).max() <= 2e-5, float(np.abs(a - b).max())
+    captured = fast.predictor.captures
+    assert captured == plain_graphs + 1 and fast.predictor.eager_calls == 0
+    changed = req.replace(units=[ControlUnit("ip-adapter_sd15", STREET, weight=0.5)], loras=[("ink", 0.4)])
+    assert np.abs(render(changed, fast).images - render(changed, eager).images).max() <= 2e-5
+    assert fast.predictor.captures == captured, "a new picture and weights replay the same graph"
     for alone in (req.replace(units=()), req.replace(loras=())):
         assert np.abs(render(alone, eager).images - a).max() > 0.02, "the LoRA or the IP-Adapter changed nothing"
-    _untouched(before, tiny_parts["unet"])
+    views = [view.module for per_module in fast.lora_views._views.values() for view in per_module.values()]
+    unet_views = [m for m in views if hasattr(m, "attn_processors")]
+    assert unet_views and not any(isinstance(p, ip_adapter._Fed) for m in unet_views for p in m.attn_processors.values())
+    assert all(unet.attn_processors[k] is v for k, v in own.items())
+    _untouched(before, unet)
+    assert np.array_equal(render(_request(), fast).images, plain)

@@ -44,12 +44,16 @@ def test_a_units_model_list_offers_the_adapters_of_the_backbones_family(adapters
 def test_an_ip_adapter_unit_reads_its_picture_with_no_annotator_and_comes_back(adapters):
     with gr.Blocks():
         unit = Unit(0, ["demo:scribble"], visible=True)
-    style, picture, union = model_look("ip-adapter_sd15")
+    style, picture, union, mask, mode, resize = model_look("ip-adapter_sd15")
     assert picture["label"] == "Reference picture" and style["visible"] is False and union["visible"] is False
+    assert not mask["visible"] and not mode["visible"] and not resize["visible"]
+    assert [u["visible"] for u in model_look("reference_only")[3:]] == [False, True, True]
     assert model_look("demo:scribble")[1]["label"] == "Control map"
+    assert all(u["visible"] for u in model_look("demo:scribble")[3:])
     original = ControlUnit("ip-adapter_sd15", PICTURE, weight=0.6, start=0.2, end=0.9)
     values = [u.get("value") if isinstance(u, dict) else u for u in unit.from_unit(original)][:len(unit.fields)]
     values[9] = "canny"                 # an annotator left picked in the unit is not recorded
+    values[3] = np.full((8, 8), 255, np.uint8)   # a mask left from a ControlNet: hidden, not read
     back = unit.to_unit(values)
     assert back == original and back.annotator is None and np.array_equal(back.image, PICTURE)
     assert GenerationRequest.from_json(GenerationRequest(units=(back,)).to_json()).units[0] == original
@@ -58,10 +62,8 @@ def test_an_ip_adapter_unit_reads_its_picture_with_no_annotator_and_comes_back(a
         unit.to_unit(values)
 
 
-def test_the_status_says_an_ip_adapter_run_is_eager_only_beside_loras(adapters):
+def test_the_status_calls_no_ip_adapter_run_eager(adapters):
     unit = ControlUnit("ip-adapter_sd15", PICTURE)
-    for request in (GenerationRequest(prompt="a cat", units=(unit,), loras=[("ink", 0.8)]),
-                    GenerationRequest(prompt="a cat <lora:ink:0.8>", units=(unit,))):
-        assert any("IP-Adapter" in n and "eagerly" in n for n in run_notes(request))
-    assert not any("IP-Adapter" in n for n in run_notes(GenerationRequest(prompt="a cat", units=(unit,))))
-    assert not any("IP-Adapter" in n for n in run_notes(GenerationRequest(prompt="a cat", loras=[("ink", 0.8)])))
+    for request in (GenerationRequest(prompt="a cat", units=(unit,)),
+                    GenerationRequest(prompt="a cat <lora:ink:0.8>", units=(unit,), loras=[("moss", 0.5)])):
+        assert not any("eager" in n or "fast path" in n for n in run_notes(request)), run_notes(request)
