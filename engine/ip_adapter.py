@@ -21,7 +21,7 @@ scale; the unit's window sets it to 0 outside [start, end] (diffusers has no win
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -202,13 +202,11 @@ class _ProcessorSet:
     every generation with that set writes into (so graphs captured with them stay valid)."""
 
     processors: dict               # name -> diffusers' IPAdapterAttnProcessor2_0
-    scales: list = None            # one _Scale per unit, shared by every processor
-    tokens: dict = None            # token shapes -> one buffer per unit
+    scales: list = field(default_factory=list)    # one _Scale per unit, shared by every processor
+    tokens: dict = field(default_factory=dict)    # token shapes -> one buffer per unit
 
     def buffers(self, tokens: list) -> list:
         shapes = tuple((tuple(t.shape), t.dtype, str(t.device)) for t in tokens)
-        if self.tokens is None:
-            self.tokens = {}
         if shapes not in self.tokens:
             with torch.inference_mode():
                 self.tokens[shapes] = [torch.empty_like(t) for t in tokens]
@@ -221,7 +219,6 @@ class IPAdapterRun:
     sets each unit's scale for step i (its weight inside its window, else 0)."""
 
     units: list
-    processors: list               # diffusers' IPAdapterAttnProcessor2_0, one per cross-attention layer
     tokens: list                   # the set's buffers the processors read, this generation's tokens in them
     scales: list
     number: int                    # the processor set's number: graphs of this run are keyed by it
@@ -275,12 +272,11 @@ def attached(unet, prepared: list, base=None):
     dtype, device = unet.dtype, unet.device
     for proc in built.values():
         proc.to(device=device, dtype=dtype)
-    if found.scales is None or found.scales[0].value.device != device:
+    if not found.scales or found.scales[0].value.device != device:
         found.scales = [_Scale(device) for _ in prepared]
-    for proc in built.values():
-        proc.scale = list(found.scales)
-    run = IPAdapterRun(list(prepared), list(built.values()), found.buffers([p.tokens for p in prepared]),
-                       found.scales, number(found))
+        for proc in built.values():
+            proc.scale = list(found.scales)
+    run = IPAdapterRun(list(prepared), found.buffers([p.tokens for p in prepared]), found.scales, number(found))
     run.use(prepared)
     original = unet.attn_processors
     try:

@@ -112,7 +112,8 @@ class Unit:
         try:
             return ControlUnit(model=model or "", image=cmap, weight=weight, start=start, end=end, mode=mode,
                                # a mask left from another model is hidden and not read (model_look)
-                               mask=None if reads_picture(model) else _mask_or_none(mask), resize_mode=resize_mode, enabled=bool(enabled),
+                               mask=None if reads_picture(model) else _mask_or_none(mask),
+                               resize_mode=resize_mode, enabled=bool(enabled),
                                annotator=name, annotator_params=self.params.read(name, params) if name else {},
                                pose=pose or None,
                                style_fidelity=DEFAULT_STYLE_FIDELITY if fidelity is None else fidelity,

@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 
+from . import draws
 from .controlnet import TrainConfig, train
 
 
@@ -45,7 +46,7 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", type=int, default=1, help="training processes through accelerate")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
     p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--timesteps", choices=("uniform", "cubic"), default="uniform",
+    p.add_argument("--timesteps", choices=draws.TIMESTEP_SCHEDULES, default="uniform",
                    help="how training timesteps are drawn: uniform (the paper) or cubic (more noisy steps)")
     p.add_argument("--init-from", default=None, help="start from this ControlNet folder instead of a copy of the UNet")
     return p
