@@ -122,11 +122,12 @@ def png_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def generate_and_download(page, folder, name: str, click: bool = True):
-    """Generate (or wait for a run already started, click=False) until the gallery shows a new
-    picture and the status says Done; that picture saved as the Download button saves it."""
-    old = src(page, "#gallery")
+def generate_and_download(page, folder, name: str, click: bool = True, old: str | None = None):
+    """Generate until the gallery shows a new picture and the status says Done; that picture saved
+    as the Download button saves it. click=False waits for a run the caller started: `old` is the
+    gallery's picture from before its click (a picture read after it may already be the new one)."""
     if click:
+        old = src(page, "#gallery")
         page.locator("#generate").click()
     wait_new_image(page, "#gallery", old, timeout=180_000)
     page.wait_for_function("document.querySelector('#status').innerText.includes('Done')", timeout=60_000)

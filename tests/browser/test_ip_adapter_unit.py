@@ -9,7 +9,7 @@ from PIL import Image
 from engine import read_recipe
 from tests.browser.conftest import open_page
 from tests.browser.studio_page import (choose, drop_file, generate_and_download, image,
-                                         png_bytes, set_number, wait_new_image)
+                                         png_bytes, set_number, src, wait_new_image)
 from tests.engine.ip_adapter_files import VIT_H, make_ip_adapter, save_encoder, save_safetensors
 from tests.tiny_models import tiny_backbone_parts
 from tests.ui.studio_server import start, stop, tiny_demo
@@ -54,8 +54,9 @@ def test_an_ip_adapter_unit_carries_a_picture_and_comes_back_from_itspng_bytes(b
         page.locator("#prompt textarea").fill("a red star")
         for field, value in (("#steps", 2), ("#width", 64), ("#height", 64), ("#seed", 11)):
             set_number(page, field, value)
+        before = src(page, "#gallery")
         page.locator("#generate").click()
-        with_ip = generate_and_download(page, tmp_path, "with.png", click=False)
+        with_ip = generate_and_download(page, tmp_path, "with.png", click=False, old=before)
         (unit,) = [u for u in read_recipe(with_ip).units if u.enabled]
         assert (unit.model, unit.weight, unit.annotator) == ("ip-adapter_sd15", 1.5, None)
         assert np.array_equal(unit.image, photo)                       # the photo itself, not a map of it

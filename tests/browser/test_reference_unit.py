@@ -8,7 +8,7 @@ from PIL import Image
 
 from engine import read_recipe
 from tests.browser.studio_page import (choose, drop_file, generate_and_download, image,
-                                         png_bytes, set_number, wait_new_image)
+                                         png_bytes, set_number, src, wait_new_image)
 
 pytestmark = pytest.mark.browser
 
@@ -32,9 +32,10 @@ def test_a_reference_unit_carries_a_picture_and_comes_back_from_itspng_bytes(pag
     page.locator("#prompt textarea").fill("a circle")
     set_number(page, "#steps", 3)
     page.locator("#seed input").fill("11")
+    before = src(page, "#gallery")
     page.locator("#generate").click()
     page.locator("#status").get_by_text("runs the UNet once more per step").wait_for(timeout=60_000)  # said at once
-    with_ref = generate_and_download(page, tmp_path, "with.png", click=False)
+    with_ref = generate_and_download(page, tmp_path, "with.png", click=False, old=before)
     recipe = read_recipe(with_ref)
     (unit,) = [u for u in recipe.units if u.enabled]
     assert (unit.model, unit.style_fidelity, unit.annotator) == ("reference_adain+attn", 0.8, None)
